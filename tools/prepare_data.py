@@ -1,0 +1,524 @@
+"""Build the lab's 64x64 inpainting benchmark: train/val images, and a test split with free-form masks.
+
+Two sources:
+
+* ``fashion-mnist``: Debian's ``/usr/share/datasets/fashion-mnist/*-ubyte.gz`` (torchvision's download
+  where that package is missing). train/val are drawn, disjoint, from the 60k training set; test from t10k.
+  28x28 gray is upsampled to 64x64 with PIL's bicubic filter and replicated to RGB.
+* ``folder SRC_DIR``: any folder of images (any size/mode), converted to RGB, centre-cropped to a square
+  and resized to 64x64 with antialiasing.
+
+Layout written under ``--out`` (the one ``solutions/utils.py`` reads)::
+
+    train/00000.png ...              val/00000.png ...
+    ground_truth/image_000.png ...   unmasked test images
+    mask64/mask_000.png ...          8-bit L masks, 0 = hole, 255 = known
+    masked_image/image_000.png ...   test images with holes painted exactly (128, 128, 128)
+    meta.json, README.md             provenance: source, seed, counts, mask coverage
+
+Everything is a deterministic function of the source and ``--seed``: the split selection does not depend
+on which splits are generated, and mask ``i`` depends only on (seed, i). Each split is written to a
+temporary folder and moved into place, so an interrupted run never leaves a half-written split.
+
+Usage::
+
+    python tools/prepare_data.py fashion-mnist --out data/fashion64            # about a minute
+    python tools/prepare_data.py folder ~/photos --out data/photos64 --n-test 100
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageOps
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+IMAGE_SIZE = 64
+HOLE_VALUE = 128
+COVERAGE_RANGE = (0.15, 0.35)
+SPLITS = ("train", "val", "test")
+TEST_DIRS = ("ground_truth", "mask64", "masked_image")
+DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+DEBIAN_FASHION_COPYRIGHT = Path("/usr/share/doc/dataset-fashion-mnist/copyright")
+FASHION_FILES = {"train": "train-images-idx3-ubyte.gz", "test": "t10k-images-idx3-ubyte.gz"}
+FASHION_DEFAULT_COUNTS = {"train": 12000, "val": 3000, "test": 747}
+DEFAULT_DOWNLOAD_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "torchvision-datasets"
+
+FASHION_LICENSE = """\
+Fashion-MNIST
+https://github.com/zalandoresearch/fashion-mnist
+Han Xiao, Kashif Rasul, Roland Vollgraf. "Fashion-MNIST: a Novel Image Dataset for Benchmarking Machine
+Learning Algorithms". arXiv:1708.07747, 2017.
+
+The images in this folder are derived from Fashion-MNIST (upsampled from 28x28 to 64x64, replicated to
+RGB; masks and masked images added). They are distributed under the same licence:
+
+The MIT License (MIT)
+
+Copyright (c) 2017 Zalando SE
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the "Software"), to deal
+in the Software without restriction, including without limitation the rights
+to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+"""
+
+
+class PrepareError(RuntimeError):
+    """Bad source data or a refused overwrite; the message names the file or folder."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Sources
+# ----------------------------------------------------------------------------------------------------
+
+def read_idx_images(path: str | Path) -> np.ndarray:
+    """Images of an MNIST-style ``idx3-ubyte`` file (optionally gzipped) as uint8 (N, H, W)."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:
+        raise PrepareError(f"{path}: cannot read idx file ({exc})") from None
+    if len(raw) < 16 or raw[:4] != b"\x00\x00\x08\x03":
+        raise PrepareError(f"{path}: not an idx3-ubyte image file (magic {raw[:4].hex()!r}, expected 00000803)")
+    n, h, w = (int.from_bytes(raw[i:i + 4], "big") for i in (4, 8, 12))
+    if len(raw) != 16 + n * h * w:
+        raise PrepareError(f"{path}: header says {n}x{h}x{w} images, file holds {len(raw) - 16} pixel bytes")
+    return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(n, h, w)
+
+
+def load_fashion_mnist(source_dir: str | Path = DEBIAN_FASHION_DIR,
+                       download_root: str | Path = DEFAULT_DOWNLOAD_ROOT) -> tuple[dict[str, np.ndarray], str]:
+    """{'train': (60000,28,28), 'test': (10000,28,28)} uint8 and a description of where they came from.
+
+    Debian's files are preferred (offline); torchvision's download is the fallback where they are absent.
+    """
+    source_dir = Path(source_dir)
+    paths = {k: source_dir / v for k, v in FASHION_FILES.items()}
+    if all(p.is_file() for p in paths.values()):
+        return {k: read_idx_images(p) for k, p in paths.items()}, str(source_dir)
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    print(f"Fashion-MNIST not found locally ({', '.join(missing)}); trying torchvision's download into "
+          f"{download_root}", file=sys.stderr)
+    try:
+        from torchvision.datasets import FashionMNIST
+        arrays = {k: FashionMNIST(str(download_root), train=(k == "train"), download=True).data.numpy()
+                  for k in FASHION_FILES}
+    except Exception as exc:  # network errors come in many types
+        raise PrepareError(
+            f"Fashion-MNIST: {', '.join(missing)} missing and torchvision's download failed "
+            f"({type(exc).__name__}: {exc}). Install Debian's dataset-fashion-mnist package or pass "
+            f"--source-dir with train-images-idx3-ubyte.gz and t10k-images-idx3-ubyte.gz") from None
+    return arrays, f"torchvision download ({download_root})"
+
+
+def fashion_to_rgb64(img28: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """uint8 (28, 28) gray -> uint8 (size, size, 3): PIL bicubic upsampling, gray replicated to RGB."""
+    return np.asarray(Image.fromarray(img28, mode="L").resize((size, size), Image.Resampling.BICUBIC)
+                      .convert("RGB"))
+
+
+def list_source_images(src_dir: str | Path) -> list[Path]:
+    """Files under ``src_dir`` (recursive, sorted) whose extension PIL knows as an image format."""
+    src_dir = Path(src_dir)
+    if not src_dir.is_dir():
+        raise PrepareError(f"{src_dir}: source folder not found")
+    known = {ext.lower() for ext in Image.registered_extensions()}
+    files = sorted(p for p in src_dir.rglob("*") if p.is_file() and p.suffix.lower() in known)
+    if not files:
+        raise PrepareError(f"{src_dir}: no image files found (looked for {', '.join(sorted(known)[:8])}, ...)")
+    return files
+
+
+def load_square_rgb(path: str | Path, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Any image file -> uint8 (size, size, 3): EXIF-rotated, alpha over white, centre crop, antialiased resize."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                rgba = img.convert("RGBA")
+                img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+            img = img.convert("RGB")
+            # ImageOps.fit crops the largest centred square and resizes with PIL's antialiasing filter.
+            img = ImageOps.fit(img, (size, size), Image.Resampling.LANCZOS, centering=(0.5, 0.5))
+            return np.asarray(img)
+    except Exception as exc:
+        raise PrepareError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Masks
+# ----------------------------------------------------------------------------------------------------
+
+def mask_rng(seed: int, index: int) -> np.random.Generator:
+    """Generator for mask ``index``: depends only on (seed, index), so masks are stable across runs/splits."""
+    return np.random.default_rng([seed, 0x6D61736B, index])  # 0x6D61736B = "mask": separate from split RNG
+
+
+def draw_free_form_mask(rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndarray:
+    """One free-form mask (uint8 (size, size), 0 = hole, 255 = known): a few random-walk brush strokes.
+
+    Follows DeepFill v2's free-form generator (Yu et al. 2019) scaled to 64x64: each stroke starts at a
+    random point and walks a few segments with random angles and lengths; the brush width is random per
+    stroke and round joints avoid gaps between segments.
+    """
+    scale = size / 64
+    canvas = Image.new("L", (size, size), 255)
+    draw = ImageDraw.Draw(canvas)
+    for _ in range(int(rng.integers(2, 5))):  # 2-4 strokes: about 22% holes once kept in range
+        width = int(rng.integers(round(4 * scale), round(10 * scale) + 1))
+        x, y = rng.uniform(0, size, 2)
+        angle = rng.uniform(0, 2 * math.pi)
+        for _ in range(int(rng.integers(3, 9))):
+            angle += rng.uniform(-math.pi / 2, math.pi / 2)
+            length = rng.uniform(4 * scale, 14 * scale)
+            nx = float(np.clip(x + length * math.cos(angle), 0, size - 1))
+            ny = float(np.clip(y + length * math.sin(angle), 0, size - 1))
+            draw.line([(x, y), (nx, ny)], fill=0, width=width)
+            r = width / 2
+            draw.ellipse([nx - r, ny - r, nx + r, ny + r], fill=0)
+            x, y = nx, ny
+    return np.asarray(canvas).copy()
+
+
+def make_mask(seed: int, index: int, size: int = IMAGE_SIZE,
+              coverage: tuple[float, float] = COVERAGE_RANGE, max_tries: int = 1000) -> np.ndarray:
+    """Mask ``index`` for ``seed``: free-form strokes, redrawn until the hole fraction lies in ``coverage``."""
+    rng = mask_rng(seed, index)
+    for _ in range(max_tries):
+        mask = draw_free_form_mask(rng, size)
+        if coverage[0] <= mask_coverage(mask) <= coverage[1]:
+            return mask
+    raise PrepareError(f"mask {index}: no stroke mask with coverage in {coverage} after {max_tries} tries")
+
+
+def mask_coverage(mask: np.ndarray) -> float:
+    """Fraction of hole pixels (value 0)."""
+    return float((mask == 0).mean())
+
+
+def apply_mask(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Copy of ``image`` (H, W, 3) with hole pixels (mask == 0) painted exactly (128, 128, 128)."""
+    out = image.copy()
+    out[mask == 0] = HOLE_VALUE
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Splits and writing
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class PreparedSplit:
+    """Where a split's images come from: ``load(k)`` returns the k-th image as uint8 (64, 64, 3)."""
+    name: str
+    source_indices: list[int]
+    load: object = field(repr=False)
+
+
+def parse_splits(text: str) -> list[str]:
+    """'train,val,test' -> ['train', 'val', 'test'], rejecting unknown names."""
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in names if s not in SPLITS]
+    if bad or not names:
+        raise PrepareError(f"--splits {text!r}: expected a comma-separated subset of {','.join(SPLITS)}")
+    return names
+
+
+def split_dirs(out: Path, split: str) -> list[Path]:
+    """Folders that make up ``split`` under ``out``."""
+    return [out / d for d in TEST_DIRS] if split == "test" else [out / split]
+
+
+def check_overwrite(out: Path, splits: list[str], force: bool) -> None:
+    """Refuse (before any work) when a split to write already has files and ``force`` is not set."""
+    if force:
+        return
+    for split in splits:
+        for d in split_dirs(out, split):
+            if d.exists() and any(d.iterdir()):
+                raise PrepareError(f"{d}: already holds files; pass --force to replace the {split} split")
+
+
+def _write_png(arr: np.ndarray, path: Path, mode: str) -> None:
+    Image.fromarray(arr, mode=mode).save(path, format="PNG", optimize=False)
+
+
+def write_split(out: Path, split: PreparedSplit, seed: int, progress: bool = True) -> dict:
+    """Write one split into a temp folder under ``out`` and move it into place; returns its stats."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{split.name}-", dir=out))
+    try:
+        names = TEST_DIRS if split.name == "test" else (split.name,)
+        for d in names:
+            (tmp / d).mkdir()
+        coverages = []
+        items = range(len(split.source_indices))
+        if progress:
+            from tqdm import tqdm
+            items = tqdm(items, desc=split.name, unit="img", file=sys.stderr, mininterval=2)
+        for k in items:
+            img = split.load(k)
+            if split.name == "test":
+                mask = make_mask(seed, k)
+                coverages.append(mask_coverage(mask))
+                _write_png(img, tmp / "ground_truth" / f"image_{k:03d}.png", "RGB")
+                _write_png(mask, tmp / "mask64" / f"mask_{k:03d}.png", "L")
+                _write_png(apply_mask(img, mask), tmp / "masked_image" / f"image_{k:03d}.png", "RGB")
+            else:
+                _write_png(img, tmp / split.name / f"{k:05d}.png", "RGB")
+        # Move into place only once every file is written; the old split is removed only after that.
+        for d in names:
+            target = out / d
+            if target.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".old-{d}-", dir=out))
+                os.replace(target, old / d)
+            os.replace(tmp / d, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for old in out.glob(".old-*"):
+            shutil.rmtree(old, ignore_errors=True)
+    stats = {"count": len(split.source_indices)}
+    if coverages:
+        c = np.array(coverages)
+        stats["mask_coverage"] = {"min": round(float(c.min()), 4), "mean": round(float(c.mean()), 4),
+                                  "max": round(float(c.max()), 4), "target_range": list(COVERAGE_RANGE)}
+        stats["source_indices"] = split.source_indices
+    return stats
+
+
+def choose_indices(n_available: int, counts: list[int], seed: int, stream: int) -> list[np.ndarray]:
+    """Disjoint seeded random subsets of range(n_available) with the given sizes (order = draw order)."""
+    if sum(counts) > n_available:
+        raise PrepareError(f"asked for {' + '.join(map(str, counts))} = {sum(counts)} images, "
+                           f"the source has only {n_available}")
+    perm = np.random.default_rng([seed, stream]).permutation(n_available)
+    bounds = np.cumsum([0] + counts)
+    return [perm[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def fashion_splits(arrays: dict[str, np.ndarray], counts: dict[str, int], seed: int) -> dict[str, PreparedSplit]:
+    """train/val disjoint from the 60k training set, test from t10k; independent of which splits are wanted."""
+    train_idx, val_idx = choose_indices(len(arrays["train"]), [counts["train"], counts["val"]], seed, stream=1)
+    (test_idx,) = choose_indices(len(arrays["test"]), [counts["test"]], seed, stream=2)
+
+    def split(name, src, idx):
+        return PreparedSplit(name, [int(i) for i in idx], lambda k: fashion_to_rgb64(src[idx[k]]))
+
+    return {"train": split("train", arrays["train"], train_idx),
+            "val": split("val", arrays["train"], val_idx),
+            "test": split("test", arrays["test"], test_idx)}
+
+
+def folder_splits(files: list[Path], counts: dict[str, int | None], seed: int, skip_bad: bool = False
+                  ) -> tuple[dict[str, PreparedSplit], list[str]]:
+    """Decode every file once (so a bad one fails before anything is written), then split them."""
+    images, good, bad = [], [], []
+    for p in files:
+        try:
+            images.append(load_square_rgb(p))
+            good.append(p)
+        except PrepareError as exc:
+            if not skip_bad:
+                raise
+            bad.append(str(exc))
+    n = len(images)
+    if n == 0:
+        raise PrepareError("no readable images in the source folder")
+    n_test = counts["test"] if counts["test"] is not None else max(1, round(0.1 * n))
+    n_val = counts["val"] if counts["val"] is not None else max(1, round(0.1 * n))
+    n_train = counts["train"] if counts["train"] is not None else n - n_test - n_val
+    if n_train < 0:
+        raise PrepareError(f"{n} readable images are too few for {n_val} val + {n_test} test images")
+    train_idx, val_idx, test_idx = choose_indices(n, [n_train, n_val, n_test], seed, stream=3)
+
+    def split(name, idx):
+        return PreparedSplit(name, [int(i) for i in idx], lambda k: images[idx[k]])
+
+    splits = {"train": split("train", train_idx), "val": split("val", val_idx), "test": split("test", test_idx)}
+    splits["test"].source_files = [str(good[i]) for i in test_idx]
+    return splits, bad
+
+
+def write_meta(out: Path, meta_update: dict, split_stats: dict[str, dict]) -> dict:
+    """Merge this run into ``out/meta.json`` (splits generated by separate runs keep their entries)."""
+    path = out / "meta.json"
+    meta = {}
+    if path.is_file():
+        try:
+            meta = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            meta = {}
+        if any(meta.get(k) != v for k, v in meta_update.items() if k in ("source", "seed")):
+            meta = {}  # a different source or seed: the old entries describe data that is being replaced
+    meta.update(meta_update)
+    meta.setdefault("splits", {}).update(split_stats)
+    tmp = path.with_suffix(".json.tmp")
+    text = json.dumps(meta, indent=1)
+    # one line per list of numbers/paths (747 test indices would otherwise take 747 lines)
+    text = re.sub(r"\[\s*([^\[\]{}]*?)\s*\]", lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", text)
+    tmp.write_text(text + "\n")
+    os.replace(tmp, path)
+    return meta
+
+
+def write_readme(out: Path, meta: dict) -> None:
+    """Human-readable description of the generated data beside it."""
+    splits = meta.get("splits", {})
+    lines = [
+        f"# {out.name}: 64x64 inpainting benchmark",
+        "",
+        f"Generated by `tools/prepare_data.py` from **{meta['source']}** ({meta.get('source_location', '')}), "
+        f"seed {meta['seed']}. Regenerate with:",
+        "",
+        "```",
+        meta.get("command", ""),
+        "```",
+        "",
+        "| folder | files | content |",
+        "|---|---|---|",
+    ]
+    if "train" in splits:
+        lines.append(f"| train/ | {splits['train']['count']} | `00000.png`..., RGB 64x64 (git-ignored) |")
+    if "val" in splits:
+        lines.append(f"| val/ | {splits['val']['count']} | `00000.png`..., RGB 64x64 (git-ignored) |")
+    if "test" in splits:
+        n = splits["test"]["count"]
+        lines += [
+            f"| ground_truth/ | {n} | `image_000.png`..., unmasked test images, RGB 64x64 |",
+            f"| mask64/ | {n} | `mask_000.png`..., 8-bit L, 0 = hole, 255 = known |",
+            f"| masked_image/ | {n} | `image_000.png`..., holes painted exactly (128, 128, 128) |",
+        ]
+        cov = splits["test"]["mask_coverage"]
+        lines += ["", f"Masks: free-form random-walk brush strokes; mask i depends only on (seed, i); hole "
+                      f"coverage {cov['min']:.1%}-{cov['max']:.1%} (mean {cov['mean']:.1%}), kept within "
+                      f"{cov['target_range'][0]:.0%}-{cov['target_range'][1]:.0%}."]
+    if meta["source"] == "fashion-mnist":
+        lines += ["", "train/val are drawn (disjoint, seeded) from Fashion-MNIST's 60,000 training images, test "
+                      "from its 10,000 test images; 28x28 gray upsampled to 64x64 (PIL bicubic) and replicated "
+                      "to RGB. `meta.json` lists the Fashion-MNIST indices of the test images.",
+                  "", "Fashion-MNIST is Copyright (c) 2017 Zalando SE, MIT licence: see "
+                      "`LICENSE-fashion-mnist.txt`."]
+    (out / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def prepare(source: str, out: str | Path, splits: list[str], counts: dict[str, int | None], seed: int = 0,
+            force: bool = False, src_dir: str | Path | None = None, skip_bad: bool = False,
+            source_dir: str | Path = DEBIAN_FASHION_DIR, download_root: str | Path = DEFAULT_DOWNLOAD_ROOT,
+            progress: bool = True) -> dict:
+    """Generate ``splits`` of the benchmark under ``out``; returns the metadata written to meta.json."""
+    out = Path(out)
+    check_overwrite(out, splits, force)
+    bad: list[str] = []
+    if source == "fashion-mnist":
+        counts = {k: FASHION_DEFAULT_COUNTS[k] if v is None else v for k, v in counts.items()}
+        arrays, location = load_fashion_mnist(source_dir, download_root)
+        prepared = fashion_splits(arrays, counts, seed)
+    elif source == "folder":
+        location = str(src_dir)
+        prepared, bad = folder_splits(list_source_images(src_dir), counts, seed, skip_bad)
+        for msg in bad:
+            print(f"skipped: {msg}", file=sys.stderr)
+    else:
+        raise PrepareError(f"unknown source {source!r}: expected fashion-mnist or folder")
+    stats = {}
+    for name in splits:
+        stats[name] = write_split(out, prepared[name], seed, progress)
+        if name == "test" and source == "folder":
+            stats[name]["source_files"] = prepared[name].source_files
+            stats[name].pop("source_indices", None)
+    resolved = {k: len(v.source_indices) for k, v in prepared.items()}
+    command = " ".join(["python tools/prepare_data.py", source] + ([str(src_dir)] if source == "folder" else [])
+                       + ["--out", str(out)] + [f"--n-{k} {n}" for k, n in resolved.items()] + [f"--seed {seed}"])
+    meta_update = {"source": source, "source_location": location, "seed": seed, "image_size": IMAGE_SIZE,
+                   "hole_value": HOLE_VALUE, "mask_convention": "0 = hole, 255 = known",
+                   "command": command}
+    if bad:
+        meta_update["skipped_files"] = bad
+    meta = write_meta(out, meta_update, stats)
+    write_readme(out, meta)
+    if source == "fashion-mnist":
+        (out / "LICENSE-fashion-mnist.txt").write_text(FASHION_LICENSE)
+    return meta
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=fmt)
+    sub = parser.add_subparsers(dest="source", required=True)
+
+    def common(p, default_out, counts_help):
+        p.add_argument("--out", default=default_out, help="output folder")
+        p.add_argument("--n-train", type=int, default=None, help=f"training images ({counts_help})")
+        p.add_argument("--n-val", type=int, default=None, help=f"validation images ({counts_help})")
+        p.add_argument("--n-test", type=int, default=None, help=f"test images with masks ({counts_help})")
+        p.add_argument("--seed", type=int, default=0, help="seed of the split selection and the masks")
+        p.add_argument("--splits", default="train,val,test", help=f"comma-separated subset of {','.join(SPLITS)}")
+        p.add_argument("--force", action="store_true", help="replace splits that already hold files")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    fm = sub.add_parser("fashion-mnist", formatter_class=fmt, help="Fashion-MNIST (Debian's files, else download)")
+    common(fm, "data/fashion64", "default 12000 / 3000 / 747")
+    fm.add_argument("--source-dir", default=str(DEBIAN_FASHION_DIR),
+                    help="folder with train-images-idx3-ubyte.gz and t10k-images-idx3-ubyte.gz")
+    fm.add_argument("--download-root", default=str(DEFAULT_DOWNLOAD_ROOT),
+                    help="where torchvision downloads Fashion-MNIST when --source-dir lacks it")
+    fo = sub.add_parser("folder", formatter_class=fmt, help="any folder of images")
+    fo.add_argument("src_dir", help="folder of images (searched recursively)")
+    common(fo, "data/mydata", "default: 10%% val, 10%% test, the rest train")
+    fo.add_argument("--skip-bad", action="store_true", help="skip unreadable files (listed) instead of failing")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for flag in ("n_train", "n_val", "n_test"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 0:
+            print(f"error: --{flag.replace('_', '-')} must be >= 0", file=sys.stderr)
+            return 2
+    counts = {"train": args.n_train, "val": args.n_val, "test": args.n_test}
+    try:
+        splits = parse_splits(args.splits)
+        meta = prepare(args.source, args.out, splits, counts, seed=args.seed, force=args.force,
+                       src_dir=getattr(args, "src_dir", None), skip_bad=getattr(args, "skip_bad", False),
+                       source_dir=getattr(args, "source_dir", DEBIAN_FASHION_DIR),
+                       download_root=getattr(args, "download_root", DEFAULT_DOWNLOAD_ROOT),
+                       progress=not args.quiet)
+    except PrepareError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    done = ", ".join(f"{s} {meta['splits'][s]['count']}" for s in splits)
+    print(f"wrote {done} under {args.out}")
+    if getattr(args, "skip_bad", False) and meta.get("skipped_files"):
+        print(f"skipped {len(meta['skipped_files'])} unreadable files (listed above)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
