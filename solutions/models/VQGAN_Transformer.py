@@ -1,0 +1,232 @@
+"""MaskGIT (Chang et al., 2022): a frozen VQGAN tokenizer plus a bidirectional transformer that predicts
+masked tokens.
+
+TODO2: ``encode_to_z``, ``gamma_func``, ``mask_tokens`` and ``forward`` (training-time masking).
+TODO3: ``inpainting_step`` (one step of iterative decoding).
+
+Conventions used everywhere in this file:
+  - N = num_image_tokens (16 * 16 = 256), K = num_codebook_vectors (512 here, 1024 in the course).
+  - Token ids are int64 in [0, K); the mask token id is K (``self.mask_token_id``), never a real code.
+  - A boolean token mask is True where the token is MASKED (unknown, to be predicted).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from models.checkpoint import load_model_weights
+from models.config import MaskGitConfig
+from models.Transformer.transformer import BidirectionalTransformer
+from models.VQGAN import VQGAN, load_vqgan
+
+IGNORE_INDEX = -100  # target value at unmasked positions: F.cross_entropy(ignore_index=-100) skips them
+MASK_FUNCS = ("cosine", "linear", "square", "cubic", "sqrt", "log", "exp")
+
+
+def gumbel_noise(like: torch.Tensor, generators: list[torch.Generator] | None = None) -> torch.Tensor:
+    """Standard Gumbel noise, shape and device of ``like`` (float32).
+
+    ``generators``: None (use the global RNG), or one ``torch.Generator`` per image (``len == like.shape[0]``),
+    so that an image gets the same noise whether it is decoded alone or in a batch.
+    ``argmax(logits + gumbel_noise(logits))`` is a sample from ``softmax(logits)`` (the Gumbel-max trick).
+    """
+    if generators is None:
+        u = torch.rand(like.shape, device=like.device)
+    else:
+        if len(generators) != like.shape[0]:
+            raise ValueError(f"got {len(generators)} generators for a batch of {like.shape[0]}")
+        u = torch.stack([torch.rand(like.shape[1:], generator=g) for g in generators]).to(like.device)
+    return -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
+
+
+class MaskGit(nn.Module):
+    """Frozen VQGAN + trainable ``BidirectionalTransformer``.
+
+    Build it with ``load_maskgit(cfg, ...)`` to get the trained VQGAN weights; ``MaskGit(cfg)`` alone gives
+    randomly initialised models (fine for tests).
+    """
+
+    def __init__(self, cfg: MaskGitConfig, vqgan: VQGAN | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.vqgan = (vqgan if vqgan is not None else VQGAN(cfg.vqgan)).eval()
+        self.vqgan.requires_grad_(False)  # the tokenizer is frozen (stage 2 of MaskGIT)
+        self.transformer = BidirectionalTransformer(cfg.transformer)
+        self.num_image_tokens = cfg.num_image_tokens
+        self.num_codebook_vectors = cfg.num_codebook_vectors
+        self.mask_token_id = cfg.num_codebook_vectors
+        self.choice_temperature = cfg.choice_temperature
+        self.gamma_type = cfg.gamma_type
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.vqgan.eval()  # frozen: no dropout / batch statistics updates, whatever mode the transformer is in
+        return self
+
+    def gamma(self, ratio: torch.Tensor) -> torch.Tensor:
+        """The mask schedule chosen by ``self.gamma_type`` (set by ``--mask-func``), applied to ``ratio``."""
+        return self.gamma_func(self.gamma_type)(ratio)
+
+    def load_transformer_checkpoint(self, path) -> dict:
+        return load_model_weights(self.transformer, path, "transformer", self.cfg.transformer)
+
+    # ------------------------------------------------------------------------------------------------
+    # TODO2: tokens, schedule and training-time masking
+    # ------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_to_z(self, x):
+        """Turn images into token ids with the frozen VQGAN.
+
+        Inputs:
+          - x: float tensor (B, 3, H, W), values in [-1, 1].
+        Returns a tuple ``(z_q, z_indices)``:
+          - z_q: float tensor (B, latent_dim, h, w), the quantised latents (``self.vqgan.encode`` gives them);
+          - z_indices: int64 tensor (B, N) with N = h * w, token ids in [0, K), row-major over the h x w grid.
+        """
+        # BEGIN SOLUTION TODO2: encode_to_z: token ids (B, N) from self.vqgan.encode
+        z_q, indices, _ = self.vqgan.encode(x)
+        return z_q, indices.reshape(x.shape[0], -1)
+        # END SOLUTION
+
+    def gamma_func(self, mode="cosine"):
+        """Return the mask schedule ``gamma`` named ``mode`` (one of ``MASK_FUNCS``).
+
+        ``gamma(r)`` takes a float tensor ``r`` of any shape with values in [0, 1] and returns a float tensor
+        of the same shape: the fraction of tokens that are (still) masked at ratio ``r``. It must satisfy
+        gamma(0) = 1 (exp: 1 - 1/N), gamma(1) = 0 and be non-increasing, values clipped to [0, 1].
+        MaskGIT's schedules:
+          cosine: cos(pi/2 * r)      linear: 1 - r        square: 1 - r^2
+          cubic: 1 - r^3             sqrt: 1 - sqrt(r)
+          log: -log2(r) / log2(N)    exp: 1 - 2^(-log2(N) * (1 - r))   (N = self.num_image_tokens)
+        An unknown ``mode`` raises ``ValueError`` naming the valid choices.
+        """
+        # BEGIN SOLUTION TODO2: gamma_func: the cosine / linear / square mask schedules as functions of r
+        log2_n = math.log2(self.num_image_tokens)
+        schedules = {
+            "cosine": lambda r: torch.cos(r * math.pi / 2),
+            "linear": lambda r: 1 - r,
+            "square": lambda r: 1 - r**2,
+            "cubic": lambda r: 1 - r**3,
+            "sqrt": lambda r: 1 - r.sqrt(),
+            "log": lambda r: -torch.log2(r) / log2_n,
+            "exp": lambda r: 1 - torch.exp2(-log2_n * (1 - r)),
+        }
+        if mode not in schedules:
+            raise ValueError(f"unknown mask function {mode!r}; choose one of {', '.join(MASK_FUNCS)}")
+        schedule = schedules[mode]
+        return lambda r: schedule(torch.as_tensor(r, dtype=torch.float32)).clamp(0.0, 1.0)
+        # END SOLUTION
+
+    def mask_tokens(self, z_indices, ratio=None, generator=None):
+        """Training-time masking: hide a random subset of each image's tokens.
+
+        Inputs:
+          - z_indices: int64 tensor (B, N), token ids in [0, K).
+          - ratio: None (draw r ~ U(0, 1) independently per image, as in training), or a float / float
+            tensor of shape (B,) fixing r.
+          - generator: optional ``torch.Generator`` for the random draws.
+        Returns ``(masked_indices, mask)``:
+          - mask: bool tensor (B, N), True at the masked positions; each image has exactly
+            ``clamp(ceil(gamma(r) * N), 1, N)`` masked positions, chosen uniformly at random;
+          - masked_indices: int64 (B, N), equal to z_indices where not masked and ``self.mask_token_id``
+            where masked.
+        """
+        # BEGIN SOLUTION TODO2: mask_tokens: mask ceil(gamma(r) * N) random tokens per image
+        B, N = z_indices.shape
+        if ratio is None:
+            r = torch.rand(B, generator=generator)
+        else:
+            r = torch.as_tensor(ratio, dtype=torch.float32).expand(B)
+        num_masked = torch.ceil(self.gamma(r) * N).long().clamp(1, N)  # (B,)
+        scores = torch.rand(B, N, generator=generator)
+        rank = scores.argsort(dim=1).argsort(dim=1)  # a random permutation of 0..N-1 per image
+        mask = (rank < num_masked[:, None]).to(z_indices.device)
+        return z_indices.masked_fill(mask, self.mask_token_id), mask
+        # END SOLUTION
+
+    def forward(self, x, ratio=None):
+        """One training forward pass.
+
+        Inputs:
+          - x: images, float (B, 3, H, W) in [-1, 1]; or token ids, int64 (B, N), already encoded (the
+            token cache of ``training_transformer.py`` passes these to skip the VQGAN).
+          - ratio: passed to ``mask_tokens`` (None = random per image).
+        Returns ``(logits, target)``:
+          - logits: float (B, N, K + 1), the transformer's output on the masked tokens;
+          - target: int64 (B, N), the original token id at masked positions and ``IGNORE_INDEX`` (-100)
+            at unmasked ones, so ``F.cross_entropy(..., ignore_index=IGNORE_INDEX)`` scores masked tokens only.
+        """
+        z_indices = x if not torch.is_floating_point(x) else self.encode_to_z(x)[1]
+        # BEGIN SOLUTION TODO2: forward: mask the tokens, run the transformer, build the targets
+        masked_indices, mask = self.mask_tokens(z_indices, ratio)
+        logits = self.transformer(masked_indices)
+        target = z_indices.masked_fill(~mask, IGNORE_INDEX)
+        return logits, target
+        # END SOLUTION
+
+    # ------------------------------------------------------------------------------------------------
+    # TODO3: one step of iterative decoding
+    # ------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def inpainting_step(self, z_indices, mask, num_unknown_start, ratio, choice_temperature=None,
+                        sample=True, generators=None):
+        """One MaskGIT decoding step (google-research/maskgit ``parallel_decode.decode``), batched.
+
+        Inputs:
+          - z_indices: int64 (B, N): current token ids; values at masked positions are ignored (the
+            transformer sees ``self.mask_token_id`` there).
+          - mask: bool (B, N), True where the token is still unknown.
+          - num_unknown_start: int64 (B,), N0 = number of unknown tokens of each image before step 0.
+          - ratio: float in (0, 1], (step + 1) / total_iter.
+          - choice_temperature: scale of the Gumbel noise added to the confidence (None: the config's, 4.5);
+            annealed as ``choice_temperature * (1 - ratio)``.
+          - sample: True = sample ids from softmax(logits) (Gumbel-max), False = argmax.
+          - generators: None or one ``torch.Generator`` per image, used through ``gumbel_noise`` (first for
+            sampling ids, then for the confidence noise).
+        Returns ``(z_pred, new_mask)``:
+          - z_pred: int64 (B, N): known tokens exactly as in ``z_indices``; every masked position filled
+            with a predicted id in [0, K) (never the mask token);
+          - new_mask: bool (B, N), True where a token stays masked for the next step (a subset of
+            ``mask``). Confidence = log p(predicted id) + noise, +inf for known tokens; per image the
+            ``floor(N0 * gamma(ratio))`` lowest-confidence unknown tokens stay masked, that number clamped
+            to [1, unknown - 1]; none stay masked on the last step (ratio == 1) or when none were unknown.
+        """
+        # BEGIN SOLUTION TODO3: inpainting_step: predict, score confidence, keep the least confident masked
+        temperature = self.choice_temperature if choice_temperature is None else choice_temperature
+        logits = self.transformer(z_indices.masked_fill(mask, self.mask_token_id)).float()  # (B, N, K+1)
+        logits[..., self.mask_token_id] = -math.inf  # the mask token is not an image token
+        log_probs = logits.log_softmax(dim=-1)
+        if sample:
+            pred = (log_probs + gumbel_noise(log_probs, generators)).argmax(dim=-1)
+        else:
+            pred = log_probs.argmax(dim=-1)
+        z_pred = torch.where(mask, pred, z_indices)  # known tokens are never replaced
+
+        confidence = log_probs.gather(-1, pred[..., None]).squeeze(-1)  # (B, N)
+        if temperature * (1 - ratio) > 0:
+            confidence = confidence + temperature * (1 - ratio) * gumbel_noise(confidence, generators)
+        # +inf rather than a large number: with the noise added, a finite value could still be re-masked.
+        confidence = confidence.masked_fill(~mask, math.inf)
+
+        unknown = mask.sum(dim=1)  # (B,)
+        mask_len = torch.floor(num_unknown_start.to(torch.float64) * self.gamma(torch.tensor(ratio)).item()).long()
+        mask_len = torch.maximum(torch.ones_like(mask_len), torch.minimum(unknown - 1, mask_len))
+        if ratio >= 1:
+            mask_len = torch.zeros_like(mask_len)
+        mask_len = mask_len.masked_fill(unknown == 0, 0)
+        rank = confidence.argsort(dim=1, stable=True).argsort(dim=1, stable=True)  # 0 = least confident
+        new_mask = rank < mask_len[:, None]
+        return z_pred, new_mask
+        # END SOLUTION
+
+
+def load_maskgit(cfg: MaskGitConfig, device="cpu", transformer_ckpt=None, vqgan_ckpt=None) -> MaskGit:
+    """MaskGit with the trained VQGAN (``cfg.vqgan_ckpt_path`` unless ``vqgan_ckpt`` is given) and,
+    when ``transformer_ckpt`` is given, trained transformer weights. Returned in eval mode on ``device``."""
+    vqgan = load_vqgan(cfg.vqgan, vqgan_ckpt or cfg.vqgan_ckpt_path, device)
+    model = MaskGit(cfg, vqgan=vqgan)
+    if transformer_ckpt is not None:
+        model.load_transformer_checkpoint(transformer_ckpt)
+    return model.to(device).eval()
