@@ -45,7 +45,7 @@ class TransformerConfig:
     num_codebook_vectors: int = 512
     dim: int = 256
     n_layers: int = 6
-    hidden_dim: int = 1024
+    hidden_dim: int = 512
     num_heads: int = 16
     dropout: float = 0.1
     attn_dropout: float = 0.1
