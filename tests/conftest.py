@@ -69,8 +69,8 @@ def tiny_setup(tmp_path):
     torch.manual_seed(0)
     cfg_path = write_tiny_config(tmp_path, transformer_ckpt="transformer.pt")
     cfg = load_maskgit_config(cfg_path)
-    from models.VQGAN import VQGAN
     from models.Transformer.transformer import BidirectionalTransformer
+    from models.VQGAN import VQGAN
     save_model_checkpoint(tmp_path / "vqgan.pt", "vqgan", cfg.vqgan, VQGAN(cfg.vqgan), half=True)
     save_model_checkpoint(tmp_path / "transformer.pt", "transformer", cfg.transformer,
                           BidirectionalTransformer(cfg.transformer))

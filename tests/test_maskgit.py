@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from models.Transformer.modules.layer import MultiHeadAttention
-from models.VQGAN_Transformer import IGNORE_INDEX, MASK_FUNCS, MaskGit
 
 from inpainting import image_generators, iterative_decoding, latent_mask
+from models.Transformer.modules.layer import MultiHeadAttention
+from models.VQGAN_Transformer import IGNORE_INDEX, MASK_FUNCS, MaskGit
 
 
 def sdpa_reference(m: MultiHeadAttention, x):
@@ -125,7 +125,7 @@ def test_iterative_decoding_fills_everything_and_matches_per_image(tiny_model):
     z_final, history = iterative_decoding(tiny_model, z, mask, total_iter=6, generators=gens)
     assert len(history) == 6 and not history[-1][1].any()
     counts = [m.sum(1) for _, m in history]
-    assert all((a >= b).all() for a, b in zip(counts, counts[1:]))
+    assert all((a >= b).all() for a, b in zip(counts, counts[1:], strict=False))
     assert torch.equal(z_final[~mask], z[~mask]) and (z_final < 16).all()
     for i in range(3):
         zi, _ = iterative_decoding(tiny_model, z[i:i + 1], mask[i:i + 1], 6,

@@ -112,9 +112,9 @@ def test_inpainting_bad_input(tiny_setup, tmp_path, case, message):
         other = write_tiny_config(tmp_path / "other")
         text = other.read_text().replace("dim: 32", "dim: 64")
         other.write_text(text)
+        from models.checkpoint import save_model_checkpoint
         from models.config import load_maskgit_config
         from models.Transformer.transformer import BidirectionalTransformer
-        from models.checkpoint import save_model_checkpoint
         cfg = load_maskgit_config(other)
         save_model_checkpoint(tmp_path / "big.pt", "transformer", cfg.transformer,
                               BidirectionalTransformer(cfg.transformer))

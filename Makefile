@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh machine (both idempotent, quick when all is there):
+#   make demo   install what is missing, inpaint the 747 test images with the shipped checkpoints, score them
+#   make test   install what is missing, run the project's tests
+PYTHON ?= python3
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+IMPORTS := torch, torchvision, pytorch_fid, skimage, tqdm, yaml, matplotlib, pytest, pytest_timeout
+
+.PHONY: setup packages fashion-mnist fid-weights demo test lab lab-check data lint
+
+setup: packages fashion-mnist fid-weights
+
+packages:
+	@$(PYTHON) -c "import $(IMPORTS)" 2>/dev/null || $(PYTHON) -m pip install -r requirements.txt
+
+# Only training needs the raw Fashion-MNIST (the test split is committed); a failure here is not fatal.
+fashion-mnist:
+	@test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \
+	  || $(SUDO) apt-get install -y dataset-fashion-mnist \
+	  || ($(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist) \
+	  || echo "warning: dataset-fashion-mnist not installed; tools/prepare_data.py will try torchvision's download"
+
+fid-weights:
+	@$(PYTHON) tools/fid_weights.py
+
+demo: setup
+	cd solutions && $(PYTHON) inpainting.py --sweet-spot 8
+	$(PYTHON) grader/score.py --predicted-path solutions/test_results
+
+test: setup
+	$(PYTHON) -m pytest tests -q
+
+lab:
+	$(PYTHON) tools/make_lab.py
+
+lab-check:
+	$(PYTHON) tools/make_lab.py --check
+
+data:
+	$(PYTHON) tools/prepare_data.py fashion-mnist
+
+lint:
+	$(PYTHON) -m ruff check solutions lab grader tools tests bench

@@ -1,0 +1,115 @@
+"""Vector quantisation: snap every latent vector to its nearest codebook entry.
+
+The codebook turns the encoder's continuous grid into discrete ids, the "tokens" the transformer models.
+Two guards against codebook collapse (most ids never used, so the transformer has few tokens to work
+with), both measured on this kit's data:
+
+* ``l2_normalized=True`` compares unit vectors (cosine similarity, as in ViT-VQGAN, Yu et al. 2022):
+  codes cannot drift far away from the encoder outputs and die.
+* ``restart_dead_codes`` (called by the trainer after each optimiser step) moves every code that went
+  unused for a number of training steps onto a random encoder output of the latest batch.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class CodebookUsage(NamedTuple):
+    distinct: int       # how many different ids occur
+    perplexity: float   # exp(entropy of the id histogram): K when all ids are equally frequent, 1 when one id
+
+
+def codebook_usage(indices: torch.Tensor, num_codes: int) -> CodebookUsage:
+    """Usage statistics of a batch (or a whole data set) of code ids, any shape, int64 in [0, num_codes)."""
+    counts = torch.bincount(indices.reshape(-1).cpu(), minlength=num_codes).double()
+    p = counts / counts.sum().clamp_min(1)
+    entropy = -(p[p > 0] * p[p > 0].log()).sum()
+    return CodebookUsage(int((counts > 0).sum()), float(entropy.exp()))
+
+
+class Codebook(nn.Module):
+    """K learned code vectors of size D; ``forward`` quantises a latent grid.
+
+    Attribute ``embedding``: nn.Embedding(K, D) holding the (unnormalised) code vectors.
+    """
+
+    def __init__(self, num_codebook_vectors: int, latent_dim: int, beta: float = 0.25, l2_normalized: bool = True):
+        super().__init__()
+        self.num_codebook_vectors = num_codebook_vectors
+        self.latent_dim = latent_dim
+        self.beta = beta
+        self.l2_normalized = l2_normalized
+        self.embedding = nn.Embedding(num_codebook_vectors, latent_dim)
+        self.embedding.weight.data.uniform_(-1.0 / num_codebook_vectors, 1.0 / num_codebook_vectors)
+        # training-only bookkeeping for restart_dead_codes (not saved: a checkpoint holds weights only)
+        self.register_buffer("steps_since_used", torch.zeros(num_codebook_vectors, dtype=torch.long), persistent=False)
+        self._last_latents: torch.Tensor | None = None
+
+    def codes(self) -> torch.Tensor:
+        """The code vectors as the lookup sees them: float (K, D), unit length when l2-normalised."""
+        w = self.embedding.weight.float()
+        return F.normalize(w, dim=1) if self.l2_normalized else w
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        """int64 ids of any shape (...) -> code vectors float (..., D)."""
+        return F.embedding(indices, self.codes())
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Quantise a latent grid.
+
+        Inputs: z float (B, D, h, w), the encoder output.
+        Returns: z_q float (B, D, h, w) equal to the chosen codes, with the encoder's gradient passed
+        straight through; indices int64 (B, h, w) in [0, K); q_loss, a scalar: codebook loss plus
+        ``beta`` x commitment loss (van den Oord et al. 2017).
+        """
+        B, D, h, w = z.shape
+        # distances and losses in float32 even under bf16 autocast: argmin ties and tiny losses matter here
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            z_flat = z.float().permute(0, 2, 3, 1).reshape(B * h * w, D)  # (N, D), N = B*h*w
+            if self.l2_normalized:
+                z_flat = F.normalize(z_flat, dim=1)
+            codes = self.codes()                                            # (K, D)
+            indices = torch.cdist(z_flat, codes).argmin(dim=1)              # (N,)
+            z_q_flat = codes[indices]                                       # (N, D)
+            # codebook loss pulls codes to the encoder outputs; commitment loss keeps the encoder near its codes
+            q_loss = F.mse_loss(z_q_flat, z_flat.detach()) + self.beta * F.mse_loss(z_flat, z_q_flat.detach())
+            # straight-through estimator: the value is exactly the code (adding z - z = 0 changes no bit),
+            # the gradient w.r.t. z_q is handed unchanged to z
+            z_q_flat = z_q_flat.detach() + (z_flat - z_flat.detach())
+        if self.training:
+            self._record_usage(indices, z_flat)
+        z_q = z_q_flat.reshape(B, h, w, D).permute(0, 3, 1, 2)             # (B, D, h, w)
+        return z_q, indices.reshape(B, h, w), q_loss
+
+    @torch.no_grad()
+    def _record_usage(self, indices: torch.Tensor, z_flat: torch.Tensor) -> None:
+        self.steps_since_used += 1
+        self.steps_since_used[indices.unique()] = 0
+        self._last_latents = z_flat.detach()
+
+    @torch.no_grad()
+    def restart_dead_codes(self, min_unused_steps: int) -> int:
+        """Re-initialise every code unused for ``min_unused_steps`` training steps; returns how many.
+
+        Each dead code is replaced by a randomly chosen encoder output of the last training batch, so it
+        lies where the data is and will be picked again. Call after ``optimizer.step()`` (changing the
+        weight before backward would invalidate the autograd graph). ``min_unused_steps=0`` re-initialises
+        the whole codebook from data.
+        """
+        if self._last_latents is None:
+            return 0
+        dead = (self.steps_since_used >= min_unused_steps).nonzero().squeeze(1)
+        if dead.numel() == 0:
+            return 0
+        pool = self._last_latents
+        if dead.numel() <= len(pool):  # distinct encoder outputs where possible
+            picks = torch.randperm(len(pool), device=pool.device)[: dead.numel()]
+        else:
+            picks = torch.randint(len(pool), (dead.numel(),), device=pool.device)
+        self.embedding.weight[dead] = pool[picks].to(self.embedding.weight.dtype)
+        self.steps_since_used[dead] = 0
+        return int(dead.numel())

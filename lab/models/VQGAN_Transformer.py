@@ -1,0 +1,192 @@
+"""MaskGIT (Chang et al., 2022): a frozen VQGAN tokenizer plus a bidirectional transformer that predicts
+masked tokens.
+
+TODO2: ``encode_to_z``, ``gamma_func``, ``mask_tokens`` and ``forward`` (training-time masking).
+TODO3: ``inpainting_step`` (one step of iterative decoding).
+
+Conventions used everywhere in this file:
+  - N = num_image_tokens (16 * 16 = 256), K = num_codebook_vectors (512 here, 1024 in the course).
+  - Token ids are int64 in [0, K); the mask token id is K (``self.mask_token_id``), never a real code.
+  - A boolean token mask is True where the token is MASKED (unknown, to be predicted).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from models.checkpoint import load_model_weights
+from models.config import MaskGitConfig
+from models.Transformer.transformer import BidirectionalTransformer
+from models.VQGAN import VQGAN, load_vqgan
+
+IGNORE_INDEX = -100  # target value at unmasked positions: F.cross_entropy(ignore_index=-100) skips them
+MASK_FUNCS = ("cosine", "linear", "square", "cubic", "sqrt", "log", "exp")
+
+
+def gumbel_noise(like: torch.Tensor, generators: list[torch.Generator] | None = None) -> torch.Tensor:
+    """Standard Gumbel noise, shape and device of ``like`` (float32).
+
+    ``generators``: None (use the global RNG), or one ``torch.Generator`` per image (``len == like.shape[0]``),
+    so that an image gets the same noise whether it is decoded alone or in a batch.
+    ``argmax(logits + gumbel_noise(logits))`` is a sample from ``softmax(logits)`` (the Gumbel-max trick).
+    """
+    if generators is None:
+        u = torch.rand(like.shape, device=like.device)
+    else:
+        if len(generators) != like.shape[0]:
+            raise ValueError(f"got {len(generators)} generators for a batch of {like.shape[0]}")
+        u = torch.stack([torch.rand(like.shape[1:], generator=g) for g in generators]).to(like.device)
+    return -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
+
+
+class MaskGit(nn.Module):
+    """Frozen VQGAN + trainable ``BidirectionalTransformer``.
+
+    Build it with ``load_maskgit(cfg, ...)`` to get the trained VQGAN weights; ``MaskGit(cfg)`` alone gives
+    randomly initialised models (fine for tests).
+    """
+
+    def __init__(self, cfg: MaskGitConfig, vqgan: VQGAN | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.vqgan = (vqgan if vqgan is not None else VQGAN(cfg.vqgan)).eval()
+        self.vqgan.requires_grad_(False)  # the tokenizer is frozen (stage 2 of MaskGIT)
+        self.transformer = BidirectionalTransformer(cfg.transformer)
+        self.num_image_tokens = cfg.num_image_tokens
+        self.num_codebook_vectors = cfg.num_codebook_vectors
+        self.mask_token_id = cfg.num_codebook_vectors
+        self.choice_temperature = cfg.choice_temperature
+        self.gamma_type = cfg.gamma_type
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.vqgan.eval()  # frozen: no dropout / batch statistics updates, whatever mode the transformer is in
+        return self
+
+    def gamma(self, ratio: torch.Tensor) -> torch.Tensor:
+        """The mask schedule chosen by ``self.gamma_type`` (set by ``--mask-func``), applied to ``ratio``."""
+        return self.gamma_func(self.gamma_type)(ratio)
+
+    def load_transformer_checkpoint(self, path) -> dict:
+        return load_model_weights(self.transformer, path, "transformer", self.cfg.transformer)
+
+    # ------------------------------------------------------------------------------------------------
+    # TODO2: tokens, schedule and training-time masking
+    # ------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_to_z(self, x):
+        """Turn images into token ids with the frozen VQGAN.
+
+        Inputs:
+          - x: float tensor (B, 3, H, W), values in [-1, 1].
+        Returns a tuple ``(z_q, z_indices)``:
+          - z_q: float tensor (B, latent_dim, h, w), the quantised latents (``self.vqgan.encode`` gives them);
+          - z_indices: int64 tensor (B, N) with N = h * w, token ids in [0, K), row-major over the h x w grid.
+        """
+        # ============================== TODO2 ==============================
+        # encode_to_z: token ids (B, N) from self.vqgan.encode
+        # (contract: see this function's docstring)
+        # ======================================================================
+        raise NotImplementedError("TODO2: encode_to_z: token ids (B, N) from self.vqgan.encode")
+
+    def gamma_func(self, mode="cosine"):
+        """Return the mask schedule ``gamma`` named ``mode`` (one of ``MASK_FUNCS``).
+
+        ``gamma(r)`` takes a float tensor ``r`` of any shape with values in [0, 1] and returns a float tensor
+        of the same shape: the fraction of tokens that are (still) masked at ratio ``r``. It must satisfy
+        gamma(0) = 1 (exp: 1 - 1/N), gamma(1) = 0 and be non-increasing, values clipped to [0, 1].
+        MaskGIT's schedules:
+          cosine: cos(pi/2 * r)      linear: 1 - r        square: 1 - r^2
+          cubic: 1 - r^3             sqrt: 1 - sqrt(r)
+          log: -log2(r) / log2(N)    exp: 1 - 2^(-log2(N) * (1 - r))   (N = self.num_image_tokens)
+        An unknown ``mode`` raises ``ValueError`` naming the valid choices.
+        """
+        # ============================== TODO2 ==============================
+        # gamma_func: the cosine / linear / square mask schedules as functions of r
+        # (contract: see this function's docstring)
+        # ======================================================================
+        raise NotImplementedError("TODO2: gamma_func: the cosine / linear / square mask schedules as functions of r")
+
+    def mask_tokens(self, z_indices, ratio=None, generator=None):
+        """Training-time masking: hide a random subset of each image's tokens.
+
+        Inputs:
+          - z_indices: int64 tensor (B, N), token ids in [0, K).
+          - ratio: None (draw r ~ U(0, 1) independently per image, as in training), or a float / float
+            tensor of shape (B,) fixing r.
+          - generator: optional ``torch.Generator`` for the random draws.
+        Returns ``(masked_indices, mask)``:
+          - mask: bool tensor (B, N), True at the masked positions; each image has exactly
+            ``clamp(ceil(gamma(r) * N), 1, N)`` masked positions, chosen uniformly at random;
+          - masked_indices: int64 (B, N), equal to z_indices where not masked and ``self.mask_token_id``
+            where masked.
+        """
+        # ============================== TODO2 ==============================
+        # mask_tokens: mask ceil(gamma(r) * N) random tokens per image
+        # (contract: see this function's docstring)
+        # ======================================================================
+        raise NotImplementedError("TODO2: mask_tokens: mask ceil(gamma(r) * N) random tokens per image")
+
+    def forward(self, x, ratio=None):
+        """One training forward pass.
+
+        Inputs:
+          - x: images, float (B, 3, H, W) in [-1, 1]; or token ids, int64 (B, N), already encoded (the
+            token cache of ``training_transformer.py`` passes these to skip the VQGAN).
+          - ratio: passed to ``mask_tokens`` (None = random per image).
+        Returns ``(logits, target)``:
+          - logits: float (B, N, K + 1), the transformer's output on the masked tokens;
+          - target: int64 (B, N), the original token id at masked positions and ``IGNORE_INDEX`` (-100)
+            at unmasked ones, so ``F.cross_entropy(..., ignore_index=IGNORE_INDEX)`` scores masked tokens only.
+        """
+        z_indices = x if not torch.is_floating_point(x) else self.encode_to_z(x)[1]
+        # ============================== TODO2 ==============================
+        # forward: mask the tokens, run the transformer, build the targets
+        # (contract: see this function's docstring)
+        # ======================================================================
+        raise NotImplementedError("TODO2: forward: mask the tokens, run the transformer, build the targets")
+
+    # ------------------------------------------------------------------------------------------------
+    # TODO3: one step of iterative decoding
+    # ------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def inpainting_step(self, z_indices, mask, num_unknown_start, ratio, choice_temperature=None,
+                        sample=True, generators=None):
+        """One MaskGIT decoding step (google-research/maskgit ``parallel_decode.decode``), batched.
+
+        Inputs:
+          - z_indices: int64 (B, N): current token ids; values at masked positions are ignored (the
+            transformer sees ``self.mask_token_id`` there).
+          - mask: bool (B, N), True where the token is still unknown.
+          - num_unknown_start: int64 (B,), N0 = number of unknown tokens of each image before step 0.
+          - ratio: float in (0, 1], (step + 1) / total_iter.
+          - choice_temperature: scale of the Gumbel noise added to the confidence (None: the config's, 4.5);
+            annealed as ``choice_temperature * (1 - ratio)``.
+          - sample: True = sample ids from softmax(logits) (Gumbel-max), False = argmax.
+          - generators: None or one ``torch.Generator`` per image, used through ``gumbel_noise`` (first for
+            sampling ids, then for the confidence noise).
+        Returns ``(z_pred, new_mask)``:
+          - z_pred: int64 (B, N): known tokens exactly as in ``z_indices``; every masked position filled
+            with a predicted id in [0, K) (never the mask token);
+          - new_mask: bool (B, N), True where a token stays masked for the next step (a subset of
+            ``mask``). Confidence = log p(predicted id) + noise, +inf for known tokens; per image the
+            ``floor(N0 * gamma(ratio))`` lowest-confidence unknown tokens stay masked, that number clamped
+            to [1, unknown - 1]; none stay masked on the last step (ratio == 1) or when none were unknown.
+        """
+        # ============================== TODO3 ==============================
+        # inpainting_step: predict, score confidence, keep the least confident masked
+        # (contract: see this function's docstring)
+        # ======================================================================
+        raise NotImplementedError("TODO3: inpainting_step: predict, score confidence, keep the least confident masked")
+
+
+def load_maskgit(cfg: MaskGitConfig, device="cpu", transformer_ckpt=None, vqgan_ckpt=None) -> MaskGit:
+    """MaskGit with the trained VQGAN (``cfg.vqgan_ckpt_path`` unless ``vqgan_ckpt`` is given) and,
+    when ``transformer_ckpt`` is given, trained transformer weights. Returned in eval mode on ``device``."""
+    vqgan = load_vqgan(cfg.vqgan, vqgan_ckpt or cfg.vqgan_ckpt_path, device)
+    model = MaskGit(cfg, vqgan=vqgan)
+    if transformer_ckpt is not None:
+        model.load_transformer_checkpoint(transformer_ckpt)
+    return model.to(device).eval()
