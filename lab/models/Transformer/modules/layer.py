@@ -48,10 +48,10 @@ class MultiHeadAttention(nn.Module):
         ``F.multi_head_attention_forward``.
         """
         # ============================== TODO1 ==============================
-        # multi-head attention: project, split heads, scaled dot product, softmax, merge
+        # multi-head attention: split heads, scaled dot product, softmax, merge
         # (contract: see this function's docstring)
         # ======================================================================
-        raise NotImplementedError("TODO1: multi-head attention: project, split heads, scaled dot product, softmax, merge")
+        raise NotImplementedError("TODO1: multi-head attention: split heads, scaled dot product, softmax, merge")
 
 
 class MLP(nn.Sequential):

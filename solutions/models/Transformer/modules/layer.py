@@ -47,7 +47,7 @@ class MultiHeadAttention(nn.Module):
         Not allowed here: ``nn.MultiheadAttention``, ``F.scaled_dot_product_attention``,
         ``F.multi_head_attention_forward``.
         """
-        # BEGIN SOLUTION TODO1: multi-head attention: project, split heads, scaled dot product, softmax, merge
+        # BEGIN SOLUTION TODO1: multi-head attention: split heads, scaled dot product, softmax, merge
         B, N, C = x.shape
         h, d_k = self.num_heads, self.d_k
         # (B, N, C) -> (B, h, N, d_k): head h owns features h*d_k:(h+1)*d_k
