@@ -241,6 +241,7 @@ class PreparedSplit:
     name: str
     source_indices: list[int]
     load: object = field(repr=False)
+    source_files: list[str] | None = None  # folder source: the files behind source_indices
 
 
 def parse_splits(text: str) -> list[str]:
@@ -363,7 +364,8 @@ def folder_splits(files: list[Path], counts: dict[str, int | None], seed: int, s
         return PreparedSplit(name, [int(i) for i in idx], lambda k: images[idx[k]])
 
     splits = {"train": split("train", train_idx), "val": split("val", val_idx), "test": split("test", test_idx)}
-    splits["test"].source_files = [str(good[i]) for i in test_idx]
+    for s in splits.values():
+        s.source_files = [str(good[i]) for i in s.source_indices]
     return splits, bad
 
 
@@ -406,9 +408,9 @@ def write_readme(out: Path, meta: dict) -> None:
         "|---|---|---|",
     ]
     if "train" in splits:
-        lines.append(f"| train/ | {splits['train']['count']} | `00000.png`..., RGB 64x64 (git-ignored) |")
+        lines.append(f"| train/ | {splits['train']['count']} | `00000.png`..., RGB 64x64 (regenerate; not committed) |")
     if "val" in splits:
-        lines.append(f"| val/ | {splits['val']['count']} | `00000.png`..., RGB 64x64 (git-ignored) |")
+        lines.append(f"| val/ | {splits['val']['count']} | `00000.png`..., RGB 64x64 (regenerate; not committed) |")
     if "test" in splits:
         n = splits["test"]["count"]
         lines += [
@@ -473,25 +475,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=fmt)
     sub = parser.add_subparsers(dest="source", required=True)
 
-    def common(p, default_out, counts_help):
+    def common(p, default_out, counts, none_help):
         p.add_argument("--out", default=default_out, help="output folder")
-        p.add_argument("--n-train", type=int, default=None, help=f"training images ({counts_help})")
-        p.add_argument("--n-val", type=int, default=None, help=f"validation images ({counts_help})")
-        p.add_argument("--n-test", type=int, default=None, help=f"test images with masks ({counts_help})")
+        p.add_argument("--n-train", type=int, default=counts["train"], help=f"training images{none_help['train']}")
+        p.add_argument("--n-val", type=int, default=counts["val"], help=f"validation images{none_help['val']}")
+        p.add_argument("--n-test", type=int, default=counts["test"], help=f"test images with masks{none_help['test']}")
         p.add_argument("--seed", type=int, default=0, help="seed of the split selection and the masks")
         p.add_argument("--splits", default="train,val,test", help=f"comma-separated subset of {','.join(SPLITS)}")
         p.add_argument("--force", action="store_true", help="replace splits that already hold files")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     fm = sub.add_parser("fashion-mnist", formatter_class=fmt, help="Fashion-MNIST (Debian's files, else download)")
-    common(fm, "data/fashion64", "default 12000 / 3000 / 747")
+    common(fm, "data/fashion64", FASHION_DEFAULT_COUNTS, dict.fromkeys(SPLITS, ""))
     fm.add_argument("--source-dir", default=str(DEBIAN_FASHION_DIR),
                     help="folder with train-images-idx3-ubyte.gz and t10k-images-idx3-ubyte.gz")
     fm.add_argument("--download-root", default=str(DEFAULT_DOWNLOAD_ROOT),
                     help="where torchvision downloads Fashion-MNIST when --source-dir lacks it")
     fo = sub.add_parser("folder", formatter_class=fmt, help="any folder of images")
     fo.add_argument("src_dir", help="folder of images (searched recursively)")
-    common(fo, "data/mydata", "default: 10%% val, 10%% test, the rest train")
+    common(fo, "data/mydata", dict.fromkeys(SPLITS), {"train": "; None = all not in val/test",
+                                                      "val": "; None = 10%%", "test": "; None = 10%%"})
     fo.add_argument("--skip-bad", action="store_true", help="skip unreadable files (listed) instead of failing")
     return parser
 
