@@ -217,3 +217,17 @@ def test_committed_test_split_regenerates_byte_for_byte(tmp_path):
                     "--n-train", "12000", "--n-val", "3000", "--n-test", "747", "--quiet"]) == 0
     for folder in ("ground_truth", "masked_image", "mask64"):
         assert tree_bytes(tmp_path / folder) == tree_bytes(BENCH / folder), folder
+
+
+def test_fashion_missing_files_and_failed_download_is_one_clear_error(tmp_path, monkeypatch, capsys):
+    import torchvision.datasets
+
+    def no_network(*args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", no_network)
+    out = tmp_path / "out"
+    assert pd.main(["fashion-mnist", "--source-dir", str(tmp_path / "nowhere"), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "nowhere/train-images-idx3-ubyte.gz" in err and "download failed" in err and "--source-dir" in err
+    assert not out.exists()
