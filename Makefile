@@ -36,7 +36,7 @@ lab-check:
 	$(PYTHON) tools/make_lab.py --check
 
 data:
-	$(PYTHON) tools/prepare_data.py fashion-mnist
+	@test -d data/fashion64/train || $(PYTHON) tools/prepare_data.py fashion-mnist --splits train,val
 
 lint:
 	$(PYTHON) -m ruff check solutions lab grader tools tests bench
