@@ -1,0 +1,251 @@
+"""Experiments for the report: mask schedule x total iterations T x sweet spot, each scored.
+
+    cd solutions && python experiments.py                       # the full sweep (about 30 min on a 2-core CPU)
+    python experiments.py --mask-funcs cosine --total-iters 8 --limit 100   # a quick look
+
+For every (schedule, T) the test images are decoded once; the prediction after step S (the "sweet
+spot", S <= T) is scored for every requested S, with and without pixel compositing, using the grader's
+scoring code (FID with pytorch-fid, PSNR/SSIM with scikit-image). Writes into ``--out``:
+  results.csv          one row per (schedule, T, S, composite): fid, psnr, ssim, psnr_hole, ssim_hole
+  gamma_curves.png     the mask schedules gamma(r)
+  fid_vs_T.png         FID against T per schedule (the paper's sweet-spot curve)
+  decoding_steps.png   masked input, the image after each step, output and ground truth for a few images
+Finished (schedule, T) runs are cached in results.jsonl, so an interrupted sweep resumes where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent))  # the repository root, for grader.scoring
+
+from inpainting import image_generators, iterative_decoding, latent_mask, precision_context  # noqa: E402
+from models.config import load_maskgit_config  # noqa: E402
+from models.VQGAN_Transformer import MASK_FUNCS, MaskGit, load_maskgit  # noqa: E402
+from utils import DEFAULT_DATA_ROOT, LoadTestData, resolve_device  # noqa: E402
+
+CSV_FIELDS = ("mask_func", "total_iter", "sweet_spot", "composite",
+              "fid", "psnr", "ssim", "psnr_hole", "ssim_hole", "n")
+
+
+def run_key(args, mask_func: str, total_iter: int, ckpt_digest: str) -> str:
+    """Everything a (schedule, T) result depends on, so a cached row is never reused for other settings."""
+    return json.dumps([mask_func, total_iter, sorted(args.sweet_spots or []), args.seed, args.argmax,
+                       args.choice_temperature, args.precision, args.limit, args.fid_dims, ckpt_digest])
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3)."""
+    return x.clamp(-1, 1).add(1).mul(127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+@torch.no_grad()
+def decode_sweet_spots(model: MaskGit, loader, total_iter: int, spots: list[int], args, device):
+    """Inpaint every image with T = total_iter; return {S: (raw uint8, composited uint8)} for each S."""
+    h = model.cfg.vqgan.latent_size
+    out = {s: ([], []) for s in spots}
+    for images, pixel_masks, indices in tqdm(loader, desc=f"{model.gamma_type} T={total_iter}", leave=False):
+        images, pixel_masks = images.to(device), pixel_masks.to(device)
+        _, z = model.encode_to_z(images)
+        mask = latent_mask(pixel_masks, h)
+        with precision_context(device, args.precision):
+            _, history = iterative_decoding(model, z, mask, total_iter, max(spots),
+                                            generators=image_generators(indices, args.seed),
+                                            choice_temperature=args.choice_temperature, sample=not args.argmax)
+        for s in spots:
+            pred = model.vqgan.decode_indices(history[s - 1][0].view(-1, h, h)).clamp(-1, 1)
+            out[s][0].append(to_uint8(pred))
+            out[s][1].append(to_uint8(pixel_masks * images + (1 - pixel_masks) * pred))
+    return {s: (np.concatenate(a), np.concatenate(b)) for s, (a, b) in out.items()}
+
+
+def sweep(args) -> list[dict]:
+    from grader.scoring.fid import InceptionFeatures
+    from grader.scoring.scorer import Reference, prepare_reference, score_images
+
+    cfg = load_maskgit_config(args.config)
+    device = resolve_device(args.device)
+    ckpt = args.load_transformer_ckpt_path or cfg.transformer_ckpt_path
+    model = load_maskgit(cfg, device, transformer_ckpt=ckpt)
+    digest = hashlib.sha1(Path(ckpt).read_bytes()).hexdigest()[:12]
+
+    dataset = LoadTestData(args.test_maskedimage_path, args.test_mask_path)
+    if args.limit:
+        dataset = Subset(dataset, range(min(args.limit, len(dataset))))
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False)
+    features = InceptionFeatures(dims=args.fid_dims)
+    ref = prepare_reference(args.gt_path, args.mask_path, features, HERE.parent / ".cache" / "fid_stats")
+    if args.limit:  # score against the same subset of the ground truth (FID on few images is biased upward)
+        n = len(dataset)
+        ref = Reference(ref.gt_dir, ref.mask_dir, ref.bench, ref.images[:n], ref.holes[:n],
+                        _subset_stats(features, ref.images[:n]), ref.key, False, ref.seconds)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache_path = out / "results.jsonl"
+    done = {}
+    if cache_path.is_file():
+        for line in cache_path.read_text().splitlines():
+            entry = json.loads(line)
+            done[entry["key"]] = entry["rows"]
+
+    rows = []
+    combos = [(m, t) for m in args.mask_funcs for t in args.total_iters]
+    for mask_func, total_iter in tqdm(combos, desc="sweep"):
+        key = run_key(args, mask_func, total_iter, digest)
+        if key not in done:
+            model.gamma_type = mask_func
+            spots = sorted({s for s in (args.sweet_spots or [total_iter]) if s <= total_iter} | {total_iter})
+            decoded = decode_sweet_spots(model, loader, total_iter, spots, args, device)
+            new_rows = []
+            for s, (raw, composited) in decoded.items():
+                for composite, pred in (("off", raw), ("on", composited)):
+                    metrics = score_images(pred, ref, features)
+                    new_rows.append({"mask_func": mask_func, "total_iter": total_iter, "sweet_spot": s,
+                                     "composite": composite, **{k: metrics[k] for k in CSV_FIELDS[4:]}})
+            with cache_path.open("a") as f:  # one complete line per finished run: safe to interrupt
+                f.write(json.dumps({"key": key, "rows": new_rows}) + "\n")
+            done[key] = new_rows
+        rows.extend(done[key])
+    write_csv(out / "results.csv", rows)
+    plot_gamma_curves(model, out / "gamma_curves.png")
+    plot_fid_vs_t(rows, out / "fid_vs_T.png")
+    plot_decoding_steps(model, dataset, ref, args, device, out / "decoding_steps.png")
+    return rows
+
+
+def _subset_stats(features, images):
+    from grader.scoring.fid import statistics
+    return statistics(features(images))
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
+    tmp.replace(path)
+
+
+def plot_gamma_curves(model: MaskGit, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r = torch.linspace(0, 1, 201)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for mode in MASK_FUNCS:
+        ax.plot(r.numpy(), model.gamma_func(mode)(r).numpy(), label=mode)
+    ax.set_xlabel("ratio r = (t + 1) / T")
+    ax.set_ylabel("gamma(r): fraction still masked")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_fid_vs_t(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for mode in dict.fromkeys(r["mask_func"] for r in rows):
+        pts = sorted((r["total_iter"], r["fid"]) for r in rows
+                     if r["mask_func"] == mode and r["composite"] == "off" and r["sweet_spot"] == r["total_iter"])
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=mode)
+    ax.set_xlabel("total iterations T")
+    ax.set_ylabel("FID (lower is better)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def plot_decoding_steps(model: MaskGit, dataset, ref, args, device, path: Path, n_images: int = 4) -> None:
+    """Rows: test images; columns: masked input, the prediction after each step (cosine, T = 8), ground truth."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    total_iter = 8
+    model.gamma_type = "cosine"
+    items = [dataset[i] for i in range(n_images)]
+    images = torch.stack([it[0] for it in items]).to(device)
+    pixel_masks = torch.stack([it[1] for it in items]).to(device)
+    indices = [it[2] for it in items]
+    h = model.cfg.vqgan.latent_size
+    _, z = model.encode_to_z(images)
+    _, history = iterative_decoding(model, z, latent_mask(pixel_masks, h), total_iter,
+                                    generators=image_generators(indices, args.seed))
+    steps = [to_uint8(model.vqgan.decode_indices(zs.view(-1, h, h))) for zs, _ in history]
+    cols = [to_uint8(images)] + steps + [ref.images[:n_images]]
+    titles = ["masked"] + [f"step {t + 1}" for t in range(total_iter)] + ["ground truth"]
+    fig, axes = plt.subplots(n_images, len(cols), figsize=(len(cols) * 0.9, n_images * 0.95))
+    for i in range(n_images):
+        for j, col in enumerate(cols):
+            ax = axes[i, j]
+            ax.imshow(col[i])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(titles[j], fontsize=6)
+    fig.tight_layout(pad=0.2)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Sweep mask schedule x T x sweet spot and score each",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", default=str(HERE / "config" / "MaskGit.yml"))
+    p.add_argument("--load-transformer-ckpt-path", default=None, help="default: the config's")
+    p.add_argument("--mask-funcs", nargs="+", choices=MASK_FUNCS, default=["cosine", "linear", "square"])
+    p.add_argument("--total-iters", nargs="+", type=int, default=[1, 2, 4, 8, 12, 16])
+    p.add_argument("--sweet-spots", nargs="+", type=int, default=None,
+                   help="also score the prediction after these steps (each run always scores S = T)")
+    p.add_argument("--test-maskedimage-path", default=str(DEFAULT_DATA_ROOT / "masked_image"))
+    p.add_argument("--test-mask-path", default=str(DEFAULT_DATA_ROOT / "mask64"))
+    p.add_argument("--gt-path", default=str(DEFAULT_DATA_ROOT / "ground_truth"))
+    p.add_argument("--mask-path", default=str(DEFAULT_DATA_ROOT / "mask64"))
+    p.add_argument("--out", default=str(HERE / "experiments"))
+    p.add_argument("--limit", type=int, default=0, help="only the first N test images (0 = all)")
+    p.add_argument("--fid-dims", type=int, default=2048)
+    p.add_argument("--choice-temperature", type=float, default=None)
+    p.add_argument("--argmax", action="store_true")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    bad = [t for t in args.total_iters if t < 1] + [s for s in args.sweet_spots or [] if s < 1]
+    if bad:
+        raise SystemExit(f"--total-iters / --sweet-spots: expected positive step counts, got {bad}")
+    rows = sweep(args)
+    print(f"{'schedule':8} {'T':>3} {'S':>3} {'comp':>4} {'FID':>7} {'PSNR':>6} {'SSIM':>6} {'PSNR hole':>9}")
+    for r in rows:
+        print(f"{r['mask_func']:8} {r['total_iter']:>3} {r['sweet_spot']:>3} {r['composite']:>4} {r['fid']:7.2f} "
+              f"{r['psnr']:6.2f} {r['ssim']:6.3f} {r['psnr_hole']:9.2f}")
+    print(f"wrote {args.out}/results.csv and figures")
+
+
+if __name__ == "__main__":
+    main()
