@@ -184,6 +184,7 @@ def plot_decoding_steps(model: MaskGit, dataset, ref, args, device, path: Path, 
 
     total_iter = 8
     model.gamma_type = "cosine"
+    n_images = min(n_images, len(dataset))
     items = [dataset[i] for i in range(n_images)]
     images = torch.stack([it[0] for it in items]).to(device)
     pixel_masks = torch.stack([it[1] for it in items]).to(device)
@@ -195,7 +196,8 @@ def plot_decoding_steps(model: MaskGit, dataset, ref, args, device, path: Path, 
     steps = [to_uint8(model.vqgan.decode_indices(zs.view(-1, h, h))) for zs, _ in history]
     cols = [to_uint8(images)] + steps + [ref.images[:n_images]]
     titles = ["masked"] + [f"step {t + 1}" for t in range(total_iter)] + ["ground truth"]
-    fig, axes = plt.subplots(n_images, len(cols), figsize=(len(cols) * 0.9, n_images * 0.95))
+    fig, axes = plt.subplots(n_images, len(cols), figsize=(len(cols) * 0.9, n_images * 0.95),
+                             squeeze=False)
     for i in range(n_images):
         for j, col in enumerate(cols):
             ax = axes[i, j]

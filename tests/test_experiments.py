@@ -1,0 +1,34 @@
+"""experiments.py: a tiny sweep writes its CSV and figures, and a second run reuses the cached results."""
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+
+import experiments
+
+WEIGHTS = Path.home() / ".cache" / "torch" / "hub" / "checkpoints" / "pt_inception-2015-12-05-6726825d.pth"
+
+
+@pytest.mark.skipif(not WEIGHTS.is_file(), reason="FID weights not installed (run python tools/fid_weights.py)")
+def test_tiny_sweep_writes_results_and_resumes(tiny_setup, tmp_path, monkeypatch):
+    d = tiny_setup["data"]
+    gt = d / "ground_truth"
+    shutil.copytree(d / "masked_image", gt)  # any images serve as ground truth here
+    out = tmp_path / "exp"
+    argv = ["--config", str(tiny_setup["config"]), "--mask-funcs", "cosine", "linear", "--total-iters", "1", "2",
+            "--sweet-spots", "1", "--test-maskedimage-path", str(d / "masked_image"),
+            "--test-mask-path", str(d / "mask64"), "--gt-path", str(gt), "--mask-path", str(d / "mask64"),
+            "--out", str(out), "--fid-dims", "64", "--device", "cpu"]
+    experiments.main(argv)
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    # per schedule: T=1 -> S=1; T=2 -> S=1, 2; each with and without compositing
+    assert len(rows) == 2 * 3 * 2
+    assert {(r["mask_func"], r["total_iter"], r["sweet_spot"]) for r in rows} >= {("linear", "2", "1")}
+    for name in ("gamma_curves.png", "fid_vs_T.png", "decoding_steps.png"):
+        assert (out / name).stat().st_size > 1000
+    calls = []
+    monkeypatch.setattr(experiments, "decode_sweet_spots", lambda *a, **k: calls.append(a))
+    experiments.main(argv)
+    assert calls == []  # everything came from results.jsonl
+    assert list(csv.DictReader((out / "results.csv").open())) == rows
