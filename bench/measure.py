@@ -1,0 +1,338 @@
+"""The measurements behind ``bench/run.py``, one importable function per figure.
+
+Why a separate module: the figures are reused by the smoke test (``tests/test_bench.py``) on tiny configs,
+and each one must be measurable on its own while debugging. Every timing runs the reference code in
+``solutions/`` itself (``iterative_decoding``, ``MaskGit.inpainting_step``, ``TrainTransformer``), never a
+re-implementation, so the figures describe what students and graders actually run.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "solutions"))
+
+from inpainting import image_generators, iterative_decoding, latent_mask, precision_context  # noqa: E402
+from models.config import MaskGitConfig, load_maskgit_config  # noqa: E402
+from models.VQGAN import VQGAN, load_vqgan  # noqa: E402
+from models.VQGAN_Transformer import MaskGit  # noqa: E402
+from token_cache import encode_folder, token_loader  # noqa: E402
+from training_transformer import TrainTransformer  # noqa: E402
+from utils import LoadTestData, LoadTrainData  # noqa: E402
+
+
+# ----------------------------------------------------------------------------------------------------
+# The machine
+# ----------------------------------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def busy_processes(min_cpu: float = 20.0) -> list[str]:
+    """Other processes using the CPU now (``ps``): the figures are only comparable within one run when
+    something else (e.g. a training job) shares the cores, so the report names them."""
+    try:
+        out = subprocess.run(["ps", "-eo", "pid,ppid,pcpu,etime,args", "--sort=-pcpu"], capture_output=True,
+                             text=True, timeout=10).stdout.splitlines()[1:]
+    except (OSError, subprocess.SubprocessError):
+        return []
+    mine = {os.getpid(), os.getppid()}
+    busy = []
+    for line in out:
+        pid, ppid, pcpu, etime, args = line.split(None, 4)
+        if int(pid) in mine or int(ppid) == os.getpid() or float(pcpu) < min_cpu:
+            continue
+        busy.append(f"pid {pid} {float(pcpu):.0f}% cpu for {etime}: {args[:110]}")
+    return busy
+
+
+def machine_description() -> dict:
+    info = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "mkldnn_bf16": bool(getattr(torch.backends.mkldnn, "is_available", lambda: False)()),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+        info["avx512_bf16"] = "avx512_bf16" in flags
+        info["amx_bf16"] = "amx_bf16" in flags
+    except OSError:
+        pass
+    return info
+
+
+# ----------------------------------------------------------------------------------------------------
+# Timing helpers
+# ----------------------------------------------------------------------------------------------------
+def timed(fn, *args, **kwargs):
+    """(result, seconds) of one call."""
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - start
+
+
+def best_time(fn, reps: int = 3, warmup: int = 1) -> float:
+    """Shortest of ``reps`` timed calls after ``warmup`` untimed ones: the least disturbed by other load."""
+    for _ in range(warmup):
+        fn()
+    return min(timed(fn)[1] for _ in range(reps))
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
+    """Measured square-matmul rate in GFLOP/s (2 n^3 per product), the best of ``reps``: the machine's
+    practical peak for ``dtype`` with the current thread setting."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(dtype)
+    b = torch.randn(n, n, generator=g).to(dtype)
+    seconds = best_time(lambda: torch.mm(a, b), reps=reps, warmup=2)
+    return 2 * n**3 / seconds / 1e9
+
+
+def transformer_flops(cfg: MaskGitConfig) -> int:
+    """Multiply-add FLOPs (2 per MAC) of one ``BidirectionalTransformer`` forward for ONE image, counted
+    from the config: the matmuls only (projections, attention products, MLP, token predictor, logits);
+    elementwise work (softmax, LayerNorm, GELU) is not counted, as is usual for achieved-FLOP figures."""
+    t = cfg.transformer
+    n, d, hid, vocab = t.num_image_tokens, t.dim, t.hidden_dim, t.num_codebook_vectors + 1
+    per_layer = (2 * n * d * d * 4          # q, k, v and output projections
+                 + 2 * n * n * d * 2        # Q K^T and attn V, all heads together
+                 + 2 * n * d * hid * 2)     # the MLP's two linears
+    head = 2 * n * d * d + 2 * n * d * vocab  # TokenPredictor's linear, logits against tok_emb
+    return t.n_layers * per_layer + head
+
+
+# ----------------------------------------------------------------------------------------------------
+# Model and data
+# ----------------------------------------------------------------------------------------------------
+def load_bench_model(config: str | Path, random_init: bool = False, seed: int = 0) -> tuple[MaskGit, list[str]]:
+    """MaskGit of ``config`` with the shipped checkpoints when present, random weights otherwise.
+
+    Returns ``(model, notes)``; the notes say which weights were used (timings do not depend on the
+    weights, token agreement between precisions does a little).
+    """
+    cfg = load_maskgit_config(config)
+    torch.manual_seed(seed)
+    notes = []
+    if not random_init and Path(cfg.vqgan_ckpt_path).is_file():
+        vqgan = load_vqgan(cfg.vqgan, cfg.vqgan_ckpt_path)
+        notes.append(f"VQGAN weights: {cfg.vqgan_ckpt_path}")
+    else:
+        vqgan = VQGAN(cfg.vqgan)
+        why = "--random-init" if random_init else f"{cfg.vqgan_ckpt_path} not found"
+        notes.append(f"VQGAN weights: random ({why})")
+    model = MaskGit(cfg, vqgan=vqgan)
+    if not random_init and Path(cfg.transformer_ckpt_path).is_file():
+        model.load_transformer_checkpoint(cfg.transformer_ckpt_path)
+        notes.append(f"transformer weights: {cfg.transformer_ckpt_path}")
+    else:
+        why = "--random-init" if random_init else f"{cfg.transformer_ckpt_path} not found"
+        notes.append(f"transformer weights: random ({why})")
+    return model.eval(), notes
+
+
+def load_test_split(data_root: str | Path, limit: int | None = None):
+    """All (or the first ``limit``) test images in memory: images (M,3,H,W), pixel masks (M,1,H,W),
+    indices (M,). Reading the PNGs is the same for every method compared, so it is done once, untimed."""
+    data_root = Path(data_root)
+    dataset = LoadTestData(data_root / "masked_image", data_root / "mask64")
+    if limit is not None:
+        dataset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
+    images, masks, indices = [], [], []
+    for x, m, i in DataLoader(dataset, batch_size=256, shuffle=False):
+        images.append(x)
+        masks.append(m)
+        indices.append(i)
+    return torch.cat(images), torch.cat(masks), torch.cat(indices)
+
+
+# ----------------------------------------------------------------------------------------------------
+# 1 and 3: inpainting, batched vs per image, T = 8 vs T = 256
+# ----------------------------------------------------------------------------------------------------
+@dataclass
+class Inpainted:
+    tokens: torch.Tensor   # int64 (M, N), the final token ids
+    images: torch.Tensor   # float (M, 3, H, W) in [-1, 1], decoded from ``tokens``
+    seconds: float
+
+
+def inpaint_batched(model: MaskGit, images, pixel_masks, indices, total_iter: int = 8, seed: int = 0,
+                    precision: str = "fp32", batch_size: int = 64) -> Inpainted:
+    """The reference path: the calls of ``inpainting.inpaint_batch`` (encode, latent mask, per-image
+    generators, ``iterative_decoding`` under the precision context, decode), ``batch_size`` images at a
+    time, without its per-step decodes for imga/ (``--no-save-steps``). Returns the tokens too."""
+    h = model.cfg.vqgan.latent_size
+    device = images.device
+    tokens, outs = [], []
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for s in range(0, len(images), batch_size):
+            x, pm, idx = images[s:s + batch_size], pixel_masks[s:s + batch_size], indices[s:s + batch_size]
+            _, z = model.encode_to_z(x)
+            mask = latent_mask(pm, h).to(z.device)
+            with precision_context(device, precision):
+                z_final, _ = iterative_decoding(model, z, mask, total_iter, generators=image_generators(idx, seed))
+            tokens.append(z_final)
+            outs.append(model.vqgan.decode_indices(z_final.view(-1, h, h)).clamp(-1, 1))
+    return Inpainted(torch.cat(tokens), torch.cat(outs), time.perf_counter() - start)
+
+
+def inpaint_per_image(model: MaskGit, images, pixel_masks, indices, total_iter: int = 8, seed: int = 0) -> Inpainted:
+    """The course's style: one image at a time (batch 1), one transformer call per image per step, fp32,
+    under ``torch.no_grad``; same per-image generators as the batched path, so the tokens must agree."""
+    h = model.cfg.vqgan.latent_size
+    tokens, outs = [], []
+    start = time.perf_counter()
+    with torch.no_grad():
+        for i in range(len(images)):
+            x = images[i:i + 1]
+            _, z = model.encode_to_z(x)
+            mask = latent_mask(pixel_masks[i:i + 1], h)
+            num_unknown_start = mask.sum(dim=1)
+            gens = image_generators(indices[i:i + 1], seed)
+            for t in range(total_iter):
+                z, mask = model.inpainting_step(z, mask, num_unknown_start, (t + 1) / total_iter, generators=gens)
+            tokens.append(z)
+            outs.append(model.vqgan.decode_indices(z.view(-1, h, h)).clamp(-1, 1))
+    return Inpainted(torch.cat(tokens), torch.cat(outs), time.perf_counter() - start)
+
+
+def token_agreement(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> dict:
+    """How far two token outputs agree: identical images, and identical tokens among the inpainted ones."""
+    same_tokens = (a == b) & mask
+    return {
+        "identical_images": float((a == b).all(dim=1).float().mean()),
+        "identical_inpainted_tokens": float(same_tokens.sum() / mask.sum().clamp(min=1)),
+        "images": int(a.shape[0]),
+    }
+
+
+@torch.inference_mode()
+def single_step_agreement(model: MaskGit, images, pixel_masks, batch_size: int = 64) -> dict:
+    """bf16 vs fp32 on ONE decoding step from the same input: the direct precision error, before the
+    sampler's feedback amplifies any change (a token changed at step 1 changes every later step).
+
+    Compares, at the masked positions: argmax ids, the sampled ids with the same Gumbel noise, and the
+    largest |log p| difference of the chosen id.
+    """
+    h = model.cfg.vqgan.latent_size
+    argmax_same = sample_same = total = 0
+    max_logp = 0.0
+    for s in range(0, len(images), batch_size):
+        _, z = model.encode_to_z(images[s:s + batch_size])
+        mask = latent_mask(pixel_masks[s:s + batch_size], h)
+        inp = z.masked_fill(mask, model.mask_token_id)
+        logp = {}
+        for prec in ("fp32", "bf16"):
+            with precision_context(images.device, prec):
+                logits = model.transformer(inp).float()
+            logits[..., model.mask_token_id] = -torch.inf
+            logp[prec] = logits.log_softmax(-1)
+        g = torch.Generator().manual_seed(s)
+        noise = -torch.log(-torch.log(torch.rand(logp["fp32"].shape, generator=g).clamp(1e-20, 1 - 1e-7)))
+        a32, a16 = logp["fp32"].argmax(-1), logp["bf16"].argmax(-1)
+        s32, s16 = (logp["fp32"] + noise).argmax(-1), (logp["bf16"] + noise).argmax(-1)
+        argmax_same += int(((a32 == a16) & mask).sum())
+        sample_same += int(((s32 == s16) & mask).sum())
+        total += int(mask.sum())
+        chosen = logp["fp32"].gather(-1, a32[..., None]) - logp["bf16"].gather(-1, a32[..., None])
+        max_logp = max(max_logp, float(chosen.squeeze(-1)[mask].abs().max()) if mask.any() else 0.0)
+    return {"argmax_agreement": argmax_same / max(1, total), "sample_agreement": sample_same / max(1, total),
+            "max_abs_logp_diff": max_logp, "masked_tokens": total}
+
+
+@torch.inference_mode()
+def forward_rate(model: MaskGit, batch_size: int, precision: str, reps: int = 3) -> dict:
+    """Achieved GFLOP/s of the batched transformer forward (the decoding workload: 25 % masked tokens)."""
+    g = torch.Generator().manual_seed(0)
+    n, k = model.num_image_tokens, model.num_codebook_vectors
+    z = torch.randint(0, k, (batch_size, n), generator=g)
+    z = z.masked_fill(torch.rand(batch_size, n, generator=g) < 0.25, model.mask_token_id)
+    with precision_context(z.device, precision):
+        seconds = best_time(lambda: model.transformer(z), reps=reps)
+    flops = transformer_flops(model.cfg) * batch_size
+    return {"batch_size": batch_size, "seconds": seconds, "gflops": flops / seconds / 1e9}
+
+
+# ----------------------------------------------------------------------------------------------------
+# 4: training throughput
+# ----------------------------------------------------------------------------------------------------
+class FirstBatches:
+    """The first ``n`` batches of a loader, lazily (image loading stays inside the timed loop)."""
+
+    def __init__(self, loader, n: int):
+        self.loader, self.n = loader, n
+
+    def __len__(self) -> int:
+        return min(self.n, len(self.loader))
+
+    def __iter__(self):
+        for i, batch in enumerate(self.loader):
+            if i >= self.n:
+                return
+            yield batch
+
+
+def training_throughput(model: MaskGit, loader, batches: int, precision: str) -> dict:
+    """Images/s of ``TrainTransformer.train_one_epoch`` over ``batches`` batches of ``loader`` (after one
+    untimed warm-up batch), with a fresh copy of the transformer so that runs do not affect each other."""
+    model = copy.deepcopy(model)
+    args = argparse.Namespace(learning_rate=4e-4, accum_grad=1, epochs=1, warmup_steps=10, precision=precision,
+                              device=str(next(model.parameters()).device))
+    trainer = TrainTransformer(args, model.cfg, model=model, steps_per_epoch=batches + 1)
+    trainer.train_one_epoch(FirstBatches(loader, 1))
+    run = FirstBatches(loader, batches)
+    _, seconds = timed(trainer.train_one_epoch, run)
+    images = len(run) * loader.batch_size
+    return {"images": images, "seconds": seconds, "images_per_s": images / seconds, "precision": precision}
+
+
+def training_loaders(model: MaskGit, train_dir: str | Path, batch_size: int, batches: int, seed: int = 0):
+    """(image loader, token loader, seconds to build the tokens) over the first (batches + 1) * batch_size
+    training images: the two modes of ``training_transformer.build_loaders`` on the same images."""
+    files = LoadTrainData(train_dir)
+    needed = (batches + 1) * batch_size
+    dataset = LoadTrainData(train_dir, partial=min(1.0, needed / len(files)))
+    gen = torch.Generator().manual_seed(seed)
+    images = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=gen)
+    device = next(model.parameters()).device
+    tokens, seconds = timed(encode_folder, model, dataset, device, batch_size)
+    return images, token_loader(tokens, batch_size, shuffle=True, seed=seed), seconds, len(dataset)
+
+
+# ----------------------------------------------------------------------------------------------------
+# 5: grading and scoring as the course staff run them
+# ----------------------------------------------------------------------------------------------------
+def time_command(cmd: list[str], timeout: float, cwd: Path = REPO) -> dict:
+    """Wall time of a subprocess; on failure or timeout the tail of its output is kept."""
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"cmd": " ".join(cmd), "seconds": None, "rc": None, "note": f"timed out after {timeout:.0f} s"}
+    seconds = time.perf_counter() - start
+    result = {"cmd": " ".join(cmd), "seconds": seconds, "rc": proc.returncode}
+    if proc.returncode != 0:
+        result["note"] = "failed: " + (proc.stdout + proc.stderr).strip()[-400:]
+    return result

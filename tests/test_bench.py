@@ -1,0 +1,57 @@
+"""bench/run.py end to end with --quick on a tiny model: every section runs and reports its figures."""
+import json
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "bench"))
+
+import measure  # noqa: E402
+import run as bench  # noqa: E402
+
+
+def bench_args(setup, *extra):
+    return ["--quick", "--threads", "1", "--config", str(setup["config"]), "--data-root", str(setup["data"]), *extra]
+
+
+def test_quick_bench_reports_every_section(tiny_setup, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    results = bench.main(bench_args(tiny_setup, "--skip", "grader", "--json", str(out)))
+    saved = json.loads(out.read_text())
+    assert saved["machine"]["cores"] >= 1 and saved["machine"]["torch"] == torch.__version__
+    inp = saved["inpaint"]
+    assert inp["images"] == 5 and inp["per_image_subset"] == 2
+    # the batched reference and the per-image loop use the same per-image generators: same tokens
+    assert inp["batched_fp32_vs_per_image"]["identical_images"] == 1.0
+    assert 0 <= inp["bf16_vs_fp32_one_step"]["sample_agreement"] <= 1
+    assert saved["flops"]["peak_bf16_gflops"] > 0 and saved["flops"]["forward_fp32_gflops"] > 0
+    assert saved["steps"]["ratio"] > 1  # 256 steps take longer than 8
+    assert saved["training"]["cache_bf16_images_per_s"] > 0 and "grader" not in saved
+    assert "weights: " in " ".join(results["notes"])
+    table = capsys.readouterr().out
+    assert "per-image loop" in table and "token cache vs encoding" in table and "machine:" in table
+
+
+def test_batched_path_matches_inpaint_batch(tiny_setup, tiny_model):
+    """The bench times the same computation as inpainting.inpaint_batch (no drift between the two)."""
+    import inpainting
+    images, masks, indices = measure.load_test_split(tiny_setup["data"])
+    ours = measure.inpaint_batched(tiny_model, images, masks, indices, total_iter=4, seed=3, batch_size=2)
+    args = inpainting.build_parser().parse_args(["--total-iter", "4", "--seed", "3", "--no-save-steps"])
+    ref = torch.cat([inpainting.inpaint_batch(tiny_model, images[s:s + 2], masks[s:s + 2], indices[s:s + 2], args)[0]
+                     for s in range(0, len(images), 2)])
+    torch.testing.assert_close(ours.images, ref, rtol=0, atol=1e-6)
+
+
+def test_flop_count_by_hand(tiny_setup):
+    cfg = tiny_setup["cfg"]  # N 256, dim 32, hidden 64, 2 layers, 17 ids
+    per_layer = 2 * 256 * 32 * 32 * 4 + 2 * 256 * 256 * 32 * 2 + 2 * 256 * 32 * 64 * 2
+    assert measure.transformer_flops(cfg) == 2 * per_layer + 2 * 256 * 32 * 32 + 2 * 256 * 32 * 17
+
+
+def test_bad_data_root_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="--data-root.*masked_image"):
+        bench.main(["--quick", "--data-root", str(tmp_path)])
