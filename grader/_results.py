@@ -1,0 +1,160 @@
+"""Results of one grading run: per-check records, the summary table and Gradescope's results.json.
+
+Gradescope fields (../shared/NOTES.md section 7): top level ``score``, ``execution_time``, ``output``,
+``visibility``, ``stdout_visibility``, ``tests``; per test ``name``, ``score``, ``max_score``, ``status``,
+``output``, ``tags``, ``visibility``, ``number``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from _feedback import Feedback
+from _points import CHECKS, TODOS
+
+INCOMPLETE = "GRADING INCOMPLETE: the run stopped (crash, kill or interrupt) before every check had run; " \
+             "checks not run score 0"
+
+
+@dataclass
+class Record:
+    check: str              # test function name (key of CHECKS)
+    case: str               # parametrization id ("" when none)
+    title: str              # what is checked (the test's docstring, first line)
+    max_score: float
+    status: str = "not run"  # passed | failed | not run
+    feedback: Feedback | None = None
+
+    @property
+    def todo(self) -> str:
+        return CHECKS[self.check][0]
+
+    @property
+    def score(self) -> float:
+        return self.max_score if self.status == "passed" else 0.0
+
+    @property
+    def check_id(self) -> str:
+        return self.check + (f"[{self.case}]" if self.case else "")
+
+    @property
+    def label(self) -> str:
+        return self.title + (f" [{self.case}]" if self.case else "")
+
+
+@dataclass
+class Results:
+    impl: str
+    start: float = field(default_factory=time.time)
+    records: dict[str, Record] = field(default_factory=dict)  # by pytest node id
+    notes: list[str] = field(default_factory=list)  # run-level problems (collection errors, ...)
+
+    def add(self, nodeid: str, record: Record) -> None:
+        self.records[nodeid] = record
+
+    def total(self) -> tuple[float, float]:
+        recs = self.records.values()
+        return sum(r.score for r in recs), sum(r.max_score for r in recs)
+
+    # -- text ---------------------------------------------------------------------------------------------
+    def failure_lines(self) -> list[str]:
+        """Each failed check in one or two lines; a TODO that is not implemented once, however many checks."""
+        lines, missing, unimportable = [], {}, {}
+        for r in self.records.values():
+            if r.status == "passed":
+                continue
+            fb = r.feedback
+            if fb is not None and fb.kind == "missing" and fb.blocker == r.todo:
+                stubs, checks = missing.setdefault(r.todo, ({}, []))
+                stubs[fb.stub] = True
+                checks.append(r)
+                continue
+            if fb is not None and fb.kind == "import":  # one line per import error, however many checks
+                files, checks = unimportable.setdefault(fb.blocker, ({}, []))
+                files[fb.stub] = True
+                checks.append(r)
+                continue
+            text = fb.text if fb else "not run (the grader stopped before this check)"
+            lines.append(f"FAIL [{r.todo}] {r.label}: {text}")
+            if fb and fb.hint:
+                lines.append(f"     hint: {fb.hint}")
+        head = [f"{todo} not implemented yet (stub{'s' if len(stubs) > 1 else ''}: {', '.join(stubs)}) -- "
+                f"{len(checks)} checks, {_num(sum(r.max_score for r in checks))} points to earn"
+                for todo, (stubs, checks) in sorted(missing.items())]
+        for reason, (files, checks) in unimportable.items():
+            todos = sorted({r.todo for r in checks})
+            head.append(f"FAIL {', '.join(files)} cannot be imported: {reason} -- {len(checks)} checks of "
+                        f"{', '.join(todos)} fail")
+        return [*self.notes, *head, *lines]
+
+    def table(self) -> list[str]:
+        rows = []
+        for todo, title in TODOS.items():
+            recs = [r for r in self.records.values() if r.todo == todo]
+            if not recs:
+                continue
+            passed = sum(r.status == "passed" for r in recs)
+            rows.append((todo, title.split(":")[0], f"{passed}/{len(recs)}",
+                         f"{_num(sum(r.score for r in recs))}/{_num(sum(r.max_score for r in recs))}"))
+        earned, possible = self.total()
+        passed = sum(r.status == "passed" for r in self.records.values())
+        rows.append(("TOTAL", "", f"{passed}/{len(self.records)}", f"{_num(earned)}/{_num(possible)}"))
+        header = ("TODO", "part", "checks", "points")
+        widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(4)]
+        fmt = "{:<%d}  {:<%d}  {:>%d}  {:>%d}" % tuple(widths)
+        out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+        out += [fmt.format(*row) for row in rows[:-1]]
+        out += [fmt.format(*("-" * w for w in widths)), fmt.format(*rows[-1])]
+        return out
+
+    def summary(self) -> str:
+        lines = [f"MaskGIT lab grader -- graded folder: {self.impl}"]
+        failures = self.failure_lines()
+        if failures:
+            lines += ["", *failures]
+        lines += ["", *self.table()]
+        return "\n".join(lines)
+
+    # -- Gradescope --------------------------------------------------------------------------------------
+    def gradescope(self, final: bool = True) -> dict:
+        """``final=False``: a progress snapshot, marked incomplete in case the run dies before the end."""
+        tests, per_todo = [], {}
+        for r in self.records.values():
+            per_todo[r.todo] = per_todo.get(r.todo, 0) + 1
+            if r.status == "passed":
+                output = "passed"
+            elif r.feedback is None:
+                output = "not run (the grader stopped before this check)"
+            else:
+                output = r.feedback.text + (f"\nhint: {r.feedback.hint}" if r.feedback.hint else "")
+            tests.append({"name": f"{r.todo} {r.label}", "score": round(r.score, 4),
+                          "max_score": round(r.max_score, 4), "status": "passed" if r.status == "passed" else "failed",
+                          "output": output, "tags": [r.todo, r.check_id], "visibility": "visible",
+                          "number": f"{r.todo[4:]}.{per_todo[r.todo]}"})
+        earned, _ = self.total()
+        complete = final and all(r.status != "not run" for r in self.records.values())
+        output = self.summary() if complete else f"{INCOMPLETE}\n\n{self.summary()}"
+        return {"score": round(earned, 4), "execution_time": round(time.time() - self.start, 2),
+                "output": output, "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
+
+
+def _num(x: float) -> str:
+    return f"{x:g}" if abs(x - round(x)) < 1e-9 else f"{x:.2f}"
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Atomic write (temp file + os.replace): a reader never sees half a file, even if the run dies."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

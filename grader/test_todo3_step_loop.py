@@ -1,0 +1,152 @@
+"""TODO3: iterative_decoding (inpainting.py), and the whole inpainting script on a tiny model.
+
+The schedule and argument checks replace ``model.inpainting_step`` by a recording stand-in, so they grade the
+loop alone; the others run the student's own step with the grader's attention and cosine schedule.
+"""
+from __future__ import annotations
+
+import math
+
+import _standins
+import _tiny
+import numpy as np
+import pytest
+import torch
+from _check import expect, expect_tensor, short, unpack
+from _tiny import K
+from PIL import Image
+
+
+@pytest.fixture
+def model(impl, monkeypatch):
+    _standins.use(monkeypatch, impl, "attention", "gamma")
+    return _tiny.maskgit(impl)
+
+
+def decode(impl, model, z, mask, total_iter, sweet_spot=None, **kwargs):
+    out = impl.module("inpainting").iterative_decoding(model, z, mask, total_iter, sweet_spot, **kwargs)
+    z_final, history = unpack(out, 2, "iterative_decoding(...)", "return (z_final, history)")
+    expect_tensor(z_final, "z_final", z.shape, torch.int64)
+    expect(isinstance(history, list) and all(isinstance(h, (tuple, list)) and len(h) == 2 for h in history),
+           "history", "a list of (z_pred, new_mask) pairs, one per step", short(history))
+    return z_final, history
+
+
+class StepRecorder:
+    """Stands in for model.inpainting_step: records each call, reveals tokens in index order."""
+
+    def __init__(self):
+        self.calls, self.returned = [], []
+
+    def __call__(self, z_indices, mask, num_unknown_start, ratio, choice_temperature=None, sample=True,
+                 generators=None):
+        self.calls.append({"z": z_indices.clone(), "mask": mask.clone(), "n0": torch.as_tensor(num_unknown_start),
+                           "ratio": float(ratio), "temperature": choice_temperature, "sample": sample,
+                           "generators": generators})
+        n0 = torch.as_tensor(num_unknown_start).long()
+        keep = (n0.double() * (1 - float(ratio))).floor().long() if ratio < 1 else torch.zeros_like(n0)
+        rank = mask.long().cumsum(1)  # 1.. over the unknown positions, in index order
+        new_mask = mask & (rank > (mask.sum(1) - keep.clamp(max=mask.sum(1)))[:, None])
+        z_pred = torch.where(mask, torch.full_like(z_indices, len(self.calls) % K), z_indices)
+        self.returned.append((z_pred, new_mask))
+        return z_pred, new_mask
+
+
+def test_loop_schedule_and_arguments(impl, model):
+    """Step t gets ratio (t + 1) / T, the original N0, the previous step's output, and the caller's options"""
+    z, mask = _tiny.tokens_and_mask()
+    rec = model.inpainting_step = StepRecorder()
+    g = [torch.Generator().manual_seed(i) for i in range(3)]
+    z_final, history = decode(impl, model, z, mask, 5, generators=g, choice_temperature=2.0, sample=False)
+    ratios = [c["ratio"] for c in rec.calls]
+    expect(len(ratios) == 5 and all(math.isclose(r, (t + 1) / 5) for t, r in enumerate(ratios)),
+           "ratios passed to inpainting_step with T = 5", "[0.2, 0.4, 0.6, 0.8, 1.0] ((t + 1) / T)",
+           short([round(r, 3) for r in ratios]), "ratio = (t + 1) / total_iter (t = 0 would reveal nothing)")
+    n0 = mask.sum(1)
+    for t, c in enumerate(rec.calls):
+        expect(torch.equal(c["n0"].reshape(-1).long(), n0), f"num_unknown_start at step {t}",
+               f"{n0.tolist()} (unknown before step 0)", short(c["n0"].tolist()),
+               "compute N0 = mask.sum(1) once, before the loop")
+        prev_z, prev_mask = (z, mask) if t == 0 else rec.returned[t - 1]
+        expect(torch.equal(c["mask"], prev_mask), f"mask passed at step {t}",
+               "the original mask" if t == 0 else "new_mask of the previous step", "something else",
+               "feed each step's new_mask into the next step")
+        known = ~c["mask"]
+        expect(torch.equal(c["z"][known], prev_z[known]), f"token ids passed at step {t}",
+               "the input ids" if t == 0 else "z_pred of the previous step", "something else",
+               "feed each step's z_pred into the next step")
+        expect(c["generators"] is g and c["temperature"] == 2.0 and c["sample"] is False,
+               f"options passed at step {t}", "generators, choice_temperature=2.0, sample=False as given",
+               f"generators {'ok' if c['generators'] is g else 'missing'}, temperature {c['temperature']}, "
+               f"sample {c['sample']}", "pass generators=generators and **step_kwargs to every step")
+    expect(len(history) == 5 and all(torch.equal(h[0], r[0]) and torch.equal(h[1], r[1])
+                                     for h, r in zip(history, rec.returned, strict=False)),
+           "history", "the (z_pred, new_mask) of each step, in order", f"{len(history)} entries, not those")
+    expect(torch.equal(z_final, rec.returned[-1][0]), "z_final", "z_pred of the last step", "something else")
+
+
+def test_loop_fills_every_token(impl, model):
+    """After T steps no token is masked, known tokens are unchanged and every id is a real code"""
+    z, mask = _tiny.tokens_and_mask()
+    g = impl.module("inpainting").image_generators(range(3), seed=7)
+    z_final, history = decode(impl, model, z, mask, 6, generators=g)
+    expect(len(history) == 6, "steps run with total_iter = 6", 6, len(history))
+    left = int(history[-1][1].sum())
+    expect(left == 0, "tokens still masked after the last step", 0, left, "the last step has ratio (T-1+1)/T = 1")
+    for t in range(1, len(history)):
+        expect(not (history[t][1] & ~history[t - 1][1]).any(), f"mask at step {t}",
+               "a subset of the previous step's mask", "re-masked tokens")
+    expect(torch.equal(z_final[~mask], z[~mask]), "known tokens in z_final", "unchanged", "changed")
+    expect(0 <= z_final.min() and z_final.max() < K, "z_final ids", f"in [0, {K})",
+           f"[{z_final.min()}, {z_final.max()}]")
+    expect(torch.equal(z_final, history[-1][0]), "z_final", "z_pred of the last step", "something else")
+
+
+def test_loop_sweet_spot_stops_early(impl, model):
+    """sweet_spot = 3 of T = 8 runs 3 steps of the 8-step schedule and returns the third step's prediction"""
+    z, mask = _tiny.tokens_and_mask()
+    rec = model.inpainting_step = StepRecorder()
+    z_final, history = decode(impl, model, z, mask, 8, sweet_spot=3)
+    ratios = [round(c["ratio"], 4) for c in rec.calls]
+    expect(ratios == [0.125, 0.25, 0.375], "ratios with total_iter = 8, sweet_spot = 3", [0.125, 0.25, 0.375],
+           ratios, "stop after sweet_spot steps; the ratio still divides by total_iter")
+    expect(len(history) == 3, "history length", 3, len(history))
+    expect(torch.equal(z_final, rec.returned[-1][0]), "z_final", "z_pred of step 3", "something else")
+
+
+def test_loop_batched_equals_per_image(impl, model):
+    """Decoding a batch gives each image the same tokens as decoding it alone (per-image generators)"""
+    z, mask = _tiny.tokens_and_mask()
+    image_generators = impl.module("inpainting").image_generators
+    batched, _ = decode(impl, model, z, mask, 4, generators=image_generators(range(3), seed=7))
+    again, _ = decode(impl, model, z, mask, 4, generators=image_generators(range(3), seed=7))
+    expect(torch.equal(batched, again), "two runs with the same generators", "identical tokens", "different tokens",
+           "use the generators (through gumbel_noise), not the global RNG")
+    for i in range(3):
+        alone, _ = decode(impl, model, z[i:i + 1], mask[i:i + 1], 4, generators=image_generators([i], seed=7))
+        expect(torch.equal(alone[0], batched[i]), f"image {i} decoded alone vs in the batch", "identical tokens",
+               f"{int((alone[0] != batched[i]).sum())} different", "everything per image: counts, noise, ranking")
+
+
+def test_run_saves_images_in_test_order(impl, monkeypatch, tmp_path):
+    """inpainting.py writes test_results/image_{i:03d}.png for test image i (and the two step folders)"""
+    _standins.use(monkeypatch, impl, "attention", "gamma", "encode")
+    setup = _tiny.write_run_setup(impl, tmp_path, n_images=5)
+    out = tmp_path / "out"
+    impl.module("inpainting").main([
+        "--config", str(setup["config"]), "--test-maskedimage-path", str(setup["images"]),
+        "--test-mask-path", str(setup["masks"]), "--output-dir", str(out), "--device", "cpu", "--batch-size", "2",
+        "--total-iter", "2", "--composite", "--precision", "fp32"])
+    for folder, pattern in (("test_results", "image_{:03d}.png"), ("mask_scheduling", "test_{}.png"),
+                            ("imga", "test_{}.png")):
+        names = sorted(p.name for p in (out / folder).glob("*.png")) if (out / folder).is_dir() else []
+        want = sorted(pattern.format(i) for i in range(5))
+        expect(names == want, f"files in {folder}/", short(want), short(names), "name outputs by the test index")
+    for i in range(5):
+        res = np.asarray(Image.open(out / "test_results" / f"image_{i:03d}.png")).astype(int)
+        src = np.asarray(Image.open(setup["images"] / f"image_{i:03d}.png")).astype(int)
+        known = np.asarray(Image.open(setup["masks"] / f"mask_{i:03d}.png")) == 255
+        diff = np.abs(res[known] - src[known]).max()
+        expect(diff <= 1, f"known pixels of test_results/image_{i:03d}.png (with --composite)",
+               f"those of masked_image/image_{i:03d}.png", f"a difference of {diff} (another image's?)",
+               "save out[b] under the index of image b")

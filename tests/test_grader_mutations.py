@@ -1,0 +1,157 @@
+"""Proof that the autograder works: it fails each common bug in the right TODO only, with feedback that names the
+bug; the generated lab stubs score 0 and the reference 100; its Gradescope JSON stays valid whatever the student
+code does (raises at import, sys.exit, prints, loops forever, kills the process).
+
+All submissions are graded by one ``grader/batch_grade.py`` run (one child process each, two at a time), the way
+an instructor grades a class.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import make_lab
+import pytest
+from grader_mutants import ENDLESS_LOOP, HARD_EXIT, IMPORT_ERROR, MUTANTS, NOISY_EXIT, write_submission
+from test_grader import validate_gradescope
+
+REPO = Path(__file__).resolve().parent.parent
+POINTS = {"TODO1": 30.0, "TODO2": 35.0, "TODO3": 35.0}
+
+
+def run_batch(lab: Path, subs: Path, out: Path, *pytest_args: str, env=None) -> tuple[dict, Path]:
+    results = out / "results"
+    cmd = [sys.executable, str(REPO / "grader" / "batch_grade.py"), str(subs), "--out", str(out / "grades.csv"),
+           "--base", str(lab), "--jobs", "2", "--timeout", "300", "--results-dir", str(results), "--", *pytest_args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with open(out / "grades.csv", newline="") as f:
+        rows = {r["submission"]: r for r in csv.DictReader(f)}
+    return rows, results
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    dst = tmp_path_factory.mktemp("lab") / "lab"
+    assert make_lab.main(["--dst", str(dst)]) == 0
+    return dst
+
+
+@pytest.fixture(scope="module")
+def graded(lab, tmp_path_factory):
+    """Every mutant, the reference and the bare stubs, graded with solutions/ on PYTHONPATH (it must not leak in)."""
+    root = tmp_path_factory.mktemp("grading")
+    subs = root / "submissions"
+    write_submission(subs / "reference")
+    (subs / "lab_stubs").mkdir()  # no student files: the lab's stubs are graded
+    for m in [*MUTANTS, NOISY_EXIT, IMPORT_ERROR]:
+        write_submission(subs / m.name, m)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "solutions")}
+    return run_batch(lab, subs, root, env=env)
+
+
+def load(results: Path, name: str) -> dict:
+    data = json.loads((results / f"{name}.json").read_text())
+    validate_gradescope(data)
+    return data
+
+
+def assert_only_todo_lost(row: dict, todo: str) -> None:
+    assert float(row[todo]) < POINTS[todo], row
+    for other, full in POINTS.items():
+        if other != todo:
+            assert float(row[other]) == full, f"{other} lost points for a {todo} bug: {row}"
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
+def test_grader_fails_mutant_in_its_todo_with_a_telling_message(graded, mutant):
+    rows, results = graded
+    row = rows[mutant.name]
+    assert row["status"] == "ok", row
+    assert_only_todo_lost(row, mutant.todo)
+    failed = [t for t in load(results, mutant.name)["tests"] if t["status"] == "failed"]
+    assert failed and all(t["tags"][0] == mutant.todo for t in failed)
+    outputs = [t["output"] for t in failed]
+    assert any(mutant.message in o for o in outputs), f"no feedback mentions {mutant.message!r}: {outputs}"
+    assert all(f"see {mutant.todo}" in o for o in outputs), outputs
+
+
+def test_reference_scores_100(graded):
+    rows, results = graded
+    assert rows["reference"]["status"] == "ok"
+    assert float(rows["reference"]["score"]) == 100.0
+    data = load(results, "reference")
+    assert data["score"] == 100 and sum(t["max_score"] for t in data["tests"]) == pytest.approx(100)
+    assert all(t["status"] == "passed" for t in data["tests"])
+
+
+def test_lab_stubs_score_0_reported_once_per_todo(graded):
+    rows, results = graded
+    row = rows["lab_stubs"]
+    assert float(row["score"]) == 0 and row["status"] == "ok"  # PYTHONPATH=solutions did not leak in
+    data = load(results, "lab_stubs")
+    assert all("not implemented yet" in t["output"] for t in data["tests"])
+    summary = data["output"]
+    for todo in POINTS:
+        assert summary.count(f"{todo} not implemented yet") == 1, summary
+    assert "FAIL [" not in summary  # no per-check crash lines for a TODO that is simply not done
+
+
+def test_student_prints_and_sys_exit_do_not_break_the_results(graded):
+    rows, results = graded
+    row = rows[NOISY_EXIT.name]
+    assert row["status"] == "ok"
+    assert_only_todo_lost(row, "TODO1")
+    assert float(row["TODO1"]) == 0
+    data = load(results, NOISY_EXIT.name)
+    assert "STUDENT NOISE" not in json.dumps(data)
+    assert any("raised SystemExit" in t["output"] and "layer.py:" in t["output"] for t in data["tests"])
+    log = (results / f"{NOISY_EXIT.name}.log").read_text()
+    assert "TOTAL" in log.split("grader summary")[-1]
+
+
+def test_import_error_is_a_clear_failure_not_a_crash(graded):
+    rows, results = graded
+    row = rows[IMPORT_ERROR.name]
+    assert row["status"] == "ok"
+    assert (float(row["TODO1"]), float(row["TODO2"]), float(row["TODO3"])) == (30, 0, 0)
+    data = load(results, IMPORT_ERROR.name)
+    failed = [t["output"] for t in data["tests"] if t["status"] == "failed"]
+    assert all("cannot be imported: RuntimeError: broken at import (at models/VQGAN_Transformer.py:" in o
+               for o in failed)
+    assert data["output"].count("cannot be imported") == 1  # one summary line, not one per check
+
+
+@pytest.fixture(scope="module")
+def crashed(lab, tmp_path_factory):
+    root = tmp_path_factory.mktemp("crashing")
+    for m in (ENDLESS_LOOP, HARD_EXIT):
+        write_submission(root / "submissions" / m.name, m)
+    return run_batch(lab, root / "submissions", root, "--check-timeout", "5", "-k",
+                     "test_attention_is_bidirectional or test_step_keeps_known_tokens or test_loop_fills_every_token")
+
+
+def test_endless_loop_fails_only_that_check(crashed):
+    rows, results = crashed
+    assert rows[ENDLESS_LOOP.name]["status"] == "ok"
+    data = load(results, ENDLESS_LOOP.name)
+    status = {t["tags"][1]: (t["status"], t["output"]) for t in data["tests"]}
+    assert status["test_attention_is_bidirectional"][0] == "passed"
+    assert status["test_step_keeps_known_tokens"][0] == "passed"
+    assert status["test_loop_fills_every_token"][0] == "failed"
+    assert ENDLESS_LOOP.message in status["test_loop_fills_every_token"][1]
+
+
+def test_killed_run_still_leaves_valid_results(crashed):
+    rows, results = crashed
+    assert rows[HARD_EXIT.name]["status"] == "crashed (exit 7)"
+    data = load(results, HARD_EXIT.name)
+    assert data["output"].startswith("GRADING INCOMPLETE")
+    status = {t["tags"][1]: t["status"] for t in data["tests"]}
+    assert status == {"test_attention_is_bidirectional": "passed", "test_step_keeps_known_tokens": "failed",
+                      "test_loop_fills_every_token": "failed"}
+    assert data["score"] == float(rows[HARD_EXIT.name]["score"]) == 4
