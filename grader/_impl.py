@@ -103,8 +103,8 @@ class Implementation:
         if name not in self._cache:
             self._cache[name] = self._import(name)
         found = self._cache[name]
-        if isinstance(found, ImportFailure):
-            raise ImportFailure(str(found))
+        if isinstance(found, ImportFailure):  # a fresh exception per check; -v shows the original traceback
+            raise ImportFailure(str(found)) from found.__cause__
         return found
 
     def _import(self, name: str):
@@ -115,8 +115,10 @@ class Implementation:
         except BaseException as exc:  # SyntaxError, SystemExit, anything raised at import time
             where = _where(exc, self.root)
             file = name.replace(".", "/") + ".py"
-            return ImportFailure(f"{file} cannot be imported: {type(exc).__name__}: {exc}"
-                                 + (f" (at {where})" if where else ""))
+            failure = ImportFailure(f"{file} cannot be imported: {type(exc).__name__}: {exc}"
+                                    + (f" (at {where})" if where else ""))
+            failure.__cause__ = exc
+            return failure
         origin = getattr(mod, "__file__", None)
         if origin is None or not _inside(origin, self.root):
             return ImportFailure(f"module {name} came from {origin}, not from the graded folder {self.root}")

@@ -79,15 +79,15 @@ class Results:
                 checks.append(r)
                 continue
             text = fb.text if fb else "not run (the grader stopped before this check)"
-            lines.append(f"FAIL [{r.todo}] {r.label}: {text}")
+            lines.append(f"FAIL [{r.todo}] {r.check_id}: {text}")
             if fb and fb.hint:
                 lines.append(f"     hint: {fb.hint}")
         head = [f"{todo} not implemented yet (stub{'s' if len(stubs) > 1 else ''}: {', '.join(stubs)}) -- "
-                f"{len(checks)} checks, {_num(sum(r.max_score for r in checks))} points to earn"
+                f"{_count(checks)}, {_num(sum(r.max_score for r in checks))} points to earn"
                 for todo, (stubs, checks) in sorted(missing.items())]
         for reason, (files, checks) in unimportable.items():
             todos = sorted({r.todo for r in checks})
-            head.append(f"FAIL {', '.join(files)} cannot be imported: {reason} -- {len(checks)} checks of "
+            head.append(f"FAIL {', '.join(files)} cannot be imported: {reason} -- {_count(checks)} of "
                         f"{', '.join(todos)} fail")
         return [*self.notes, *head, *lines]
 
@@ -140,6 +140,10 @@ class Results:
         output = self.summary() if complete else f"{INCOMPLETE}\n\n{self.summary()}"
         return {"score": round(earned, 4), "execution_time": round(time.time() - self.start, 2),
                 "output": output, "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
+
+
+def _count(checks: list) -> str:
+    return f"{len(checks)} check{'s' if len(checks) != 1 else ''}"
 
 
 def _num(x: float) -> str:

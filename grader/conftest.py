@@ -202,6 +202,8 @@ def _clean_slate():
     random.seed(0)
     np.random.seed(0)
     torch.set_grad_enabled(True)
+    torch.set_default_dtype(torch.float32)
     yield
     os.chdir(cwd)
     torch.set_grad_enabled(True)
+    torch.set_default_dtype(torch.float32)

@@ -131,7 +131,7 @@ def crashed(lab, tmp_path_factory):
     root = tmp_path_factory.mktemp("crashing")
     for m in (ENDLESS_LOOP, HARD_EXIT):
         write_submission(root / "submissions" / m.name, m)
-    return run_batch(lab, root / "submissions", root, "--check-timeout", "5", "-k",
+    return run_batch(lab, root / "submissions", root, "--check-timeout", "10", "-k",
                      "test_attention_is_bidirectional or test_step_keeps_known_tokens or test_loop_fills_every_token")
 
 
