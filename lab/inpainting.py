@@ -55,7 +55,7 @@ def iterative_decoding(model: MaskGit, z_indices, mask, total_iter=8, sweet_spot
     # ============================== TODO3 ==============================
     # iterative_decoding: call inpainting_step T times with ratio (t + 1) / T
     # (contract: see this function's docstring)
-    # ======================================================================
+    # ===================================================================
     raise NotImplementedError("TODO3: iterative_decoding: call inpainting_step T times with ratio (t + 1) / T")
 
 

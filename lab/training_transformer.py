@@ -84,7 +84,7 @@ class TrainTransformer:
         # ============================== TODO2 ==============================
         # configure_optimizers: AdamW over the transformer + warm-up/cosine scheduler
         # (contract: see this function's docstring)
-        # ======================================================================
+        # ===================================================================
         raise NotImplementedError("TODO2: configure_optimizers: AdamW over the transformer + warm-up/cosine scheduler")
 
     def train_one_epoch(self, train_loader, epoch=0):
@@ -103,7 +103,7 @@ class TrainTransformer:
         # ============================== TODO2 ==============================
         # train_one_epoch: masked-token cross-entropy, gradient accumulation
         # (contract: see this function's docstring)
-        # ======================================================================
+        # ===================================================================
         raise NotImplementedError("TODO2: train_one_epoch: masked-token cross-entropy, gradient accumulation")
 
     @torch.no_grad()
@@ -116,7 +116,7 @@ class TrainTransformer:
         # ============================== TODO2 ==============================
         # eval_one_epoch: validation loss and masked-token accuracy, no weight changes
         # (contract: see this function's docstring)
-        # ======================================================================
+        # ===================================================================
         raise NotImplementedError("TODO2: eval_one_epoch: validation loss and masked-token accuracy, no weight changes")
 
     # ------------------------------------------------------------------------------------------------

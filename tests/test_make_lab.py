@@ -103,7 +103,7 @@ def test_stub_replaces_solution_with_banner(tree):
         "    # ============================== TODO1 ==============================",
         "    # return the attention scale 1/sqrt(d_k)",
         "    # (contract: see this function's docstring)",
-        "    # ======================================================================",
+        "    # " + "=" * 67,
         '    raise NotImplementedError("TODO1: return the attention scale 1/sqrt(d_k)")',
     ]
     lines = text.splitlines()

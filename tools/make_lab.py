@@ -48,7 +48,7 @@ def stub_lines(indent, todo, description):
     """The uniform student stub (STYLE.md point 6): a banner and a stub that fails loudly, never returns None."""
     msg = json.dumps(f"{todo}: {description}", ensure_ascii=False)  # a valid Python string literal
     return [f"{indent}# {'=' * 30} {todo} {'=' * 30}\n", f"{indent}# {description}\n",
-            f"{indent}# (contract: see this function's docstring)\n", f"{indent}# {'=' * 70}\n",
+            f"{indent}# (contract: see this function's docstring)\n", f"{indent}# {'=' * (62 + len(todo))}\n",
             f"{indent}raise NotImplementedError({msg})\n"]
 
 

@@ -88,7 +88,7 @@ class MaskGit(nn.Module):
         # ============================== TODO2 ==============================
         # encode_to_z: token ids (B, N) from self.vqgan.encode
         # (contract: see this function's docstring)
-        # ======================================================================
+        # ===================================================================
         raise NotImplementedError("TODO2: encode_to_z: token ids (B, N) from self.vqgan.encode")
 
     def gamma_func(self, mode="cosine"):
@@ -106,7 +106,7 @@ class MaskGit(nn.Module):
         # ============================== TODO2 ==============================
         # gamma_func: the cosine / linear / square mask schedules as functions of r
         # (contract: see this function's docstring)
-        # ======================================================================
+        # ===================================================================
         raise NotImplementedError("TODO2: gamma_func: the cosine / linear / square mask schedules as functions of r")
 
     def mask_tokens(self, z_indices, ratio=None, generator=None):
@@ -126,7 +126,7 @@ class MaskGit(nn.Module):
         # ============================== TODO2 ==============================
         # mask_tokens: mask ceil(gamma(r) * N) random tokens per image
         # (contract: see this function's docstring)
-        # ======================================================================
+        # ===================================================================
         raise NotImplementedError("TODO2: mask_tokens: mask ceil(gamma(r) * N) random tokens per image")
 
     def forward(self, x, ratio=None):
@@ -145,7 +145,7 @@ class MaskGit(nn.Module):
         # ============================== TODO2 ==============================
         # forward: mask the tokens, run the transformer, build the targets
         # (contract: see this function's docstring)
-        # ======================================================================
+        # ===================================================================
         raise NotImplementedError("TODO2: forward: mask the tokens, run the transformer, build the targets")
 
     # ------------------------------------------------------------------------------------------------
@@ -178,7 +178,7 @@ class MaskGit(nn.Module):
         # ============================== TODO3 ==============================
         # inpainting_step: predict, score confidence, keep the least confident masked
         # (contract: see this function's docstring)
-        # ======================================================================
+        # ===================================================================
         raise NotImplementedError("TODO3: inpainting_step: predict, score confidence, keep the least confident masked")
 
 

@@ -50,7 +50,7 @@ class MultiHeadAttention(nn.Module):
         # ============================== TODO1 ==============================
         # multi-head attention: split heads, scaled dot product, softmax, merge
         # (contract: see this function's docstring)
-        # ======================================================================
+        # ===================================================================
         raise NotImplementedError("TODO1: multi-head attention: split heads, scaled dot product, softmax, merge")
 
 
