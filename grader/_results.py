@@ -63,9 +63,12 @@ class Results:
     # -- text ---------------------------------------------------------------------------------------------
     def failure_lines(self) -> list[str]:
         """Each failed check in one or two lines; a TODO that is not implemented once, however many checks."""
-        lines, missing, unimportable = [], {}, {}
+        lines, missing, unimportable, not_run = [], {}, {}, []
         for r in self.records.values():
             if r.status == "passed":
+                continue
+            if r.status == "not run":
+                not_run.append(r)
                 continue
             fb = r.feedback
             if fb is not None and fb.kind == "missing" and fb.blocker == r.todo:
@@ -78,8 +81,7 @@ class Results:
                 files[fb.stub] = True
                 checks.append(r)
                 continue
-            text = fb.text if fb else "not run (the grader stopped before this check)"
-            lines.append(f"FAIL [{r.todo}] {r.check_id}: {text}")
+            lines.append(f"FAIL [{r.todo}] {r.check_id}: {fb.text if fb else 'failed'}")
             if fb and fb.hint:
                 lines.append(f"     hint: {fb.hint}")
         head = [f"{todo} not implemented yet (stub{'s' if len(stubs) > 1 else ''}: {', '.join(stubs)}) -- "
@@ -89,6 +91,9 @@ class Results:
             todos = sorted({r.todo for r in checks})
             head.append(f"FAIL {', '.join(files)} cannot be imported: {reason} -- {_count(checks)} of "
                         f"{', '.join(todos)} fail")
+        if not_run:
+            lines.append(f"NOT RUN: {_count(not_run)} (the run stopped before them), "
+                         f"{_num(sum(r.max_score for r in not_run))} points")
         return [*self.notes, *head, *lines]
 
     def table(self) -> list[str]:

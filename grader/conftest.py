@@ -29,13 +29,14 @@ from _results import Record, Results, write_json  # noqa: E402
 
 
 class _State:
-    active = False          # False when pytest was not asked to run the grader (e.g. `pytest` at the repo root)
-    impl: Implementation | None = None
-    results: Results | None = None
-    gradescope: Path | None = None
-    params: dict[str, int] = {}    # check -> number of collected cases
-    deselected: set[str] = set()   # checks left out by --todo / -k
-    written_final = False
+    def __init__(self):
+        self.active = False  # False when pytest was not asked to run the grader (e.g. `pytest` at the repo root)
+        self.impl: Implementation | None = None
+        self.results: Results | None = None
+        self.gradescope: Path | None = None
+        self.params: dict[str, int] = {}  # check -> number of collected cases
+        self.collection_failed = False
+        self.written_final = False
 
 
 STATE = _State()
@@ -114,12 +115,9 @@ def pytest_collection_modifyitems(session, config, items):
     _timeout.add_markers(config, items, config.getoption("check_timeout"))
 
 
-def pytest_deselected(items):
-    STATE.deselected.update(getattr(it, "originalname", "") for it in items)
-
-
 def pytest_collectreport(report):
     if STATE.active and report.failed:
+        STATE.collection_failed = True
         first = str(report.longrepr).strip().splitlines()
         STATE.results.notes.append(f"ERROR collecting {report.nodeid}: {first[-1] if first else 'unknown error'}")
 
@@ -135,7 +133,7 @@ def pytest_collection_finish(session):
         res.add(it.nodeid, Record(name, case, doc, CHECKS[name][1] / STATE.params[name]))
     todos = session.config.getoption("todo")
     for name, (todo, points, _) in CHECKS.items():  # checks lost to a collection error still count, as failed
-        if name not in STATE.params and (not todos or todo in todos):
+        if STATE.collection_failed and name not in STATE.params and (not todos or todo in todos):
             rec = Record(name, "", name, points, "failed",
                          Feedback("crash", "not run: its test file could not be collected (see the error above)"))
             res.add(f"<not collected>::{name}", rec)
