@@ -100,6 +100,7 @@ class TrainTransformer:
         - Gradient accumulation: divide the loss by ``k = self.args.accum_grad``; call
           ``self.optim.step()``, ``self.scheduler.step()`` and ``self.optim.zero_grad()`` exactly after
           batches k, 2k, 3k, ... (a last incomplete group adds no step). Zero the gradients at the start.
+          Clipping the gradient norm before the step (e.g. to 1.0) is optional; it steadies post-LN training.
         - Put the model in train mode; show a tqdm bar with the running loss.
         """
         # BEGIN SOLUTION TODO2: train_one_epoch: masked-token cross-entropy, gradient accumulation

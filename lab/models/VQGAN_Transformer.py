@@ -136,6 +136,8 @@ class MaskGit(nn.Module):
           - x: images, float (B, 3, H, W) in [-1, 1]; or token ids, int64 (B, N), already encoded (the
             token cache of ``training_transformer.py`` passes these to skip the VQGAN).
           - ratio: passed to ``mask_tokens`` (None = random per image).
+        Masks with ``self.mask_tokens(z_indices, ratio)`` (the grader relies on it), then runs
+        ``self.transformer`` on the masked ids.
         Returns ``(logits, target)``:
           - logits: float (B, N, K + 1), the transformer's output on the masked tokens;
           - target: int64 (B, N), the original token id at masked positions and ``IGNORE_INDEX`` (-100)
@@ -171,7 +173,8 @@ class MaskGit(nn.Module):
           - z_pred: int64 (B, N): known tokens exactly as in ``z_indices``; every masked position filled
             with a predicted id in [0, K) (never the mask token);
           - new_mask: bool (B, N), True where a token stays masked for the next step (a subset of
-            ``mask``). Confidence = log p(predicted id) + noise, +inf for known tokens; per image the
+            ``mask``). Confidence = log p(predicted id) + noise, where log p is the log-softmax over the
+            K image codes (the mask token's logit excluded), and +inf for known tokens; per image the
             ``floor(N0 * gamma(ratio))`` lowest-confidence unknown tokens stay masked, that number clamped
             to [1, unknown - 1]; none stay masked on the last step (ratio == 1) or when none were unknown.
         """
