@@ -5,7 +5,7 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 IMPORTS := torch, torchvision, pytorch_fid, skimage, tqdm, yaml, matplotlib, pytest, pytest_timeout
 
-.PHONY: setup packages fashion-mnist fid-weights demo test lab lab-check data lint
+.PHONY: setup packages fashion-mnist fid-weights demo test grade lab lab-check data lint
 
 setup: packages fashion-mnist fid-weights
 
@@ -28,6 +28,9 @@ demo: setup
 
 test: setup
 	$(PYTHON) -m pytest tests -q
+
+grade:
+	$(PYTHON) -m pytest grader/
 
 lab:
 	$(PYTHON) tools/make_lab.py
