@@ -8,6 +8,7 @@ import eval_vqgan
 import pytest
 import torch
 import train_vqgan
+
 from conftest import TINY_VQGAN, write_images
 from models.checkpoint import CheckpointError, save_model_checkpoint
 from models.config import VQGANConfig

@@ -23,10 +23,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO / "solutions") not in sys.path:
     sys.path.insert(0, str(REPO / "solutions"))
 
-import utils
-from models.checkpoint import CheckpointError
-from models.config import ConfigError, load_vqgan_config
-from models.VQGAN import VQGAN, codebook_usage, load_vqgan
+import utils  # noqa: E402
+from models.checkpoint import CheckpointError  # noqa: E402
+from models.config import ConfigError, load_vqgan_config  # noqa: E402
+from models.VQGAN import VQGAN, codebook_usage, load_vqgan  # noqa: E402
 
 DEFAULT_CONFIG = REPO / "solutions" / "config" / "VQGAN.yml"
 DEFAULT_CHECKPOINT = REPO / "checkpoints" / "vqgan.pt"
@@ -51,7 +51,7 @@ def evaluate_reconstruction(model: VQGAN, loader, device: torch.device, ssim: bo
         x_rec = x_rec.float().clamp(-1, 1)
         l1_sum += float((x_rec - x).abs().mean(dim=(1, 2, 3)).sum())
         ids.append(indices.cpu())
-        for real, fake in zip(x, x_rec):
+        for real, fake in zip(x, x_rec, strict=True):
             a, b = utils.tensor_to_image(real), utils.tensor_to_image(fake)  # uint8 (H, W, 3)
             psnrs.append(peak_signal_noise_ratio(a, b, data_range=255))
             if ssim:

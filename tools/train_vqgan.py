@@ -34,16 +34,12 @@ for _p in (REPO / "solutions", Path(__file__).resolve().parent):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-import utils
-from eval_vqgan import evaluate_reconstruction
-from models.checkpoint import (
-    CheckpointError,
-    check_config,
-    read_checkpoint,
-    save_model_checkpoint,
-)
-from models.config import ConfigError, load_vqgan_config
-from models.VQGAN import VQGAN, PatchDiscriminator
+from eval_vqgan import evaluate_reconstruction  # noqa: E402
+
+import utils  # noqa: E402
+from models.checkpoint import CheckpointError, check_config, read_checkpoint, save_model_checkpoint  # noqa: E402
+from models.config import ConfigError, load_vqgan_config  # noqa: E402
+from models.VQGAN import VQGAN, PatchDiscriminator  # noqa: E402
 
 DEFAULT_CONFIG = REPO / "solutions" / "config" / "VQGAN.yml"
 DEFAULT_CKPT_DIR = REPO / "solutions" / "vqgan_checkpoints"
@@ -189,6 +185,9 @@ def export_checkpoint(src: str | Path, dest: str | Path) -> None:
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide a shipped checkpoint from other users
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
