@@ -7,10 +7,13 @@ Loss (Esser et al. 2021, without the LPIPS term: no VGG weights offline):
 Codebook collapse guard: the codebook starts from encoder outputs of the first batch, and codes unused for
 --restart-after steps are moved onto random encoder outputs (models/VQGAN/codebook.py).
 
+The defaults are the recipe of the shipped checkpoints/vqgan.pt (about 20 minutes on 2 CPU cores with
+--threads 2 --bf16; see checkpoints/README.md).
+
 Outputs in --checkpoint-path: last.pt (full training state, for --resume), best.pt (weights only, float16,
 config inside; best validation PSNR), log.csv (one row per epoch). --export copies best.pt at the end.
 
-    python tools/train_vqgan.py --epochs 4 --partial 0.25 --threads 2 --bf16 --export checkpoints/vqgan.pt
+    python tools/train_vqgan.py --threads 2 --bf16 --export my_vqgan.pt
 """
 from __future__ import annotations
 
@@ -59,17 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="VQGAN config YAML")
     p.add_argument("--data-root", default=str(utils.DEFAULT_DATA_ROOT), help="folder holding train/ and val/")
-    p.add_argument("--epochs", type=int, default=4, help="total number of epochs (including resumed ones)")
-    p.add_argument("--partial", type=float, default=1.0,
+    p.add_argument("--epochs", type=int, default=8, help="total number of epochs (including resumed ones)")
+    p.add_argument("--partial", type=float, default=0.2,
                    help="fraction of train/ drawn at random (anew each epoch) per epoch")
-    p.add_argument("--val-images", type=int, default=500, help="first N images of val/ used for validation (0: all)")
-    p.add_argument("--batch-size", type=int, default=64, help="images per step")
-    p.add_argument("--learning-rate", type=float, default=4e-4, help="peak Adam learning rate (VQGAN and PatchGAN)")
+    p.add_argument("--val-images", type=int, default=256, help="first N images of val/ used for validation (0: all)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per step")
+    p.add_argument("--learning-rate", type=float, default=1e-3, help="peak Adam learning rate (VQGAN and PatchGAN)")
     p.add_argument("--warmup-steps", type=int, default=20, help="linear learning-rate warm-up steps")
     p.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
                    help="after warm-up: cosine decay to 10%% of the peak, or constant")
     p.add_argument("--l2-weight", type=float, default=1.0, help="weight of the MSE term added to L1 (0: L1 only)")
-    p.add_argument("--disc-start", type=int, default=10000, help="step at which the PatchGAN loss starts")
+    p.add_argument("--disc-start", type=int, default=450, help="step at which the PatchGAN loss starts")
     p.add_argument("--disc-weight", type=float, default=0.1, help="GAN loss weight (factor on the adaptive weight)")
     p.add_argument("--no-adaptive-weight", action="store_true", help="use --disc-weight as a fixed GAN weight")
     p.add_argument("--disc-channels", type=int, default=64, help="PatchGAN width of the first layer")
