@@ -41,8 +41,8 @@ CSV_FIELDS = ("mask_func", "total_iter", "sweet_spot", "composite",
 
 def run_key(args, mask_func: str, total_iter: int, ckpt_digest: str) -> str:
     """Everything a (schedule, T) result depends on, so a cached row is never reused for other settings."""
-    return json.dumps([mask_func, total_iter, sorted(args.sweet_spots or []), args.seed, args.argmax,
-                       args.choice_temperature, args.precision, args.limit, args.fid_dims, ckpt_digest])
+    return json.dumps([mask_func, total_iter, sorted(args.sweet_spots or []), args.composite, args.seed,
+                       args.argmax, args.choice_temperature, args.precision, args.limit, args.fid_dims, ckpt_digest])
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -111,6 +111,8 @@ def sweep(args) -> list[dict]:
             new_rows = []
             for s, (raw, composited) in decoded.items():
                 for composite, pred in (("off", raw), ("on", composited)):
+                    if args.composite not in ("both", composite):
+                        continue
                     metrics = score_images(pred, ref, features)
                     new_rows.append({"mask_func": mask_func, "total_iter": total_iter, "sweet_spot": s,
                                      "composite": composite, **{k: metrics[k] for k in CSV_FIELDS[4:]}})
@@ -225,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gt-path", default=str(DEFAULT_DATA_ROOT / "ground_truth"))
     p.add_argument("--mask-path", default=str(DEFAULT_DATA_ROOT / "mask64"))
     p.add_argument("--out", default=str(HERE / "experiments"))
+    p.add_argument("--composite", choices=("off", "on", "both"), default="both",
+                   help="score the raw decoder output, the output with the known pixels copied in, or both")
     p.add_argument("--limit", type=int, default=0, help="only the first N test images (0 = all)")
     p.add_argument("--fid-dims", type=int, default=2048)
     p.add_argument("--choice-temperature", type=float, default=None)
