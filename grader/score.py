@@ -1,0 +1,144 @@
+"""Score one folder of inpainted test images: FID, PSNR and SSIM (whole image and hole only) and points.
+
+Usage::
+
+    python grader/score.py --predicted-path solutions/test_results
+    python grader/score.py --predicted-path data/fashion64/ground_truth    # sanity check: FID 0, SSIM 1
+
+The folder must hold exactly ``image_000.png`` .. ``image_746.png`` (one per ground-truth image, same
+names), each 64x64 RGB; every problem is listed in one error before any scoring work.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scoring.fid import BACKENDS, FID_DIMS, PRECISIONS, FidUnavailable, InceptionFeatures  # noqa: E402
+from scoring.paths import DEFAULT_CACHE_DIR, DEFAULT_GT_PATH, DEFAULT_MASK_PATH  # noqa: E402
+from scoring.points import band  # noqa: E402
+from scoring.scorer import prepare_reference, score_images  # noqa: E402
+from scoring.table import fmt, text_table, write_json  # noqa: E402
+from scoring.validation import SubmissionError, benchmark_from_ground_truth, load_images  # noqa: E402
+
+
+def add_scoring_args(parser: argparse.ArgumentParser) -> None:
+    """The benchmark and FID options shared by score.py, baselines.py and leaderboard.py."""
+    parser.add_argument("--gt-path", type=Path, default=DEFAULT_GT_PATH, help="ground-truth images")
+    parser.add_argument("--mask-path", type=Path, default=DEFAULT_MASK_PATH,
+                        help="masks (mask_000.png ..; 0 = hole) for the hole-only metrics")
+    parser.add_argument("--dims", type=int, default=2048, choices=FID_DIMS,
+                        help="Inception feature size for FID (2048 = pool3, the standard FID)")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="Inception arithmetic: auto = bf16 on CPUs with native bf16, else fp32")
+    parser.add_argument("--fid-backend", default="fast", choices=BACKENDS,
+                        help="fast: exact trace via a symmetric eigenproblem; pytorch-fid: its "
+                             "calculate_frechet_distance (scipy sqrtm, 20-80 s on 2 cores)")
+    parser.add_argument("--batch-size", type=int, default=50, help="images per Inception forward")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR,
+                        help="where ground-truth FID statistics are cached (under fid_stats/)")
+    parser.add_argument("--no-cache", action="store_true", help="recompute ground-truth statistics")
+
+
+def make_features(args: argparse.Namespace) -> InceptionFeatures:
+    """The Inception feature extractor the options ask for (built lazily: nothing is loaded yet)."""
+    from scoring.paths import SOLUTIONS_DIR, add_to_sys_path
+
+    add_to_sys_path(SOLUTIONS_DIR)
+    from utils import resolve_device
+
+    if args.threads < 0:
+        raise SystemExit(f"--threads {args.threads}: expected 0 (default) or a positive count")
+    if args.batch_size < 1:
+        raise SystemExit(f"--batch-size {args.batch_size}: expected a positive count")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return InceptionFeatures(args.dims, resolve_device(args.device), args.precision, args.batch_size)
+
+
+def run_score(pred_dir: str | Path, gt_dir: str | Path = DEFAULT_GT_PATH, mask_dir: str | Path = DEFAULT_MASK_PATH,
+              features: InceptionFeatures | None = None,
+              cache_dir: str | Path | None = DEFAULT_CACHE_DIR, backend: str = "fast") -> dict[str, Any]:
+    """Everything ``score.py`` does except printing: returns the result dict (with ``timing``).
+
+    The folder is validated before the Inception model is loaded, so a malformed submission fails in
+    a second. Raises ``SubmissionError`` for a malformed folder (or
+    ground truth / masks) and ``FidUnavailable`` without FID weights.
+    """
+    start = time.perf_counter()
+    bench = benchmark_from_ground_truth(gt_dir)
+    pred = load_images(pred_dir, bench)
+    load_s = time.perf_counter() - start
+    features = features or InceptionFeatures()
+    features.load()
+    model_s = time.perf_counter() - start - load_s
+    ref = prepare_reference(gt_dir, mask_dir, features, cache_dir)
+    result = score_images(pred, ref, features, backend)
+    result = {"predicted_path": str(pred_dir), "gt_path": str(ref.gt_dir), "mask_path": str(ref.mask_dir),
+              **result, "gt_stats_cached": ref.stats_cached}
+    result["timing"] = {"load_s": load_s, "model_s": model_s, "reference_s": ref.seconds, **result["timing"],
+                        "total_s": time.perf_counter() - start}
+    return result
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """The readable report: one table (whole image / hole only), the points and the time."""
+    rows = [
+        [f"FID ({result['fid_dims']}-d)", fmt(result["fid"], ".2f"), ""],
+        ["PSNR (dB)", fmt(result["psnr"], ".2f"), fmt(result["psnr_hole"], ".2f")],
+        ["SSIM", fmt(result["ssim"], ".4f"), fmt(result["ssim_hole"], ".4f")],
+    ]
+    t = result["timing"]
+    cached = "cached" if result.get("gt_stats_cached") else "computed and cached"
+    return "\n".join([
+        f"Scored {result['n']} images in {result['predicted_path']}",
+        f"against {result['gt_path']} (holes from {result['mask_path']})",
+        "",
+        text_table(["metric", "whole image", "hole only"], rows),
+        "",
+        f"points: {result['points']} / {result['max_points']}  ({band(result['fid'])})",
+        f"time: {t['total_s']:.1f} s  (model {t['model_s']:.1f}, ground truth {t['reference_s']:.1f} [{cached}], "
+        f"load {t['load_s']:.1f}, Inception {t['inception_s']:.1f} [{result['precision']}], "
+        f"Frechet {t['frechet_s']:.1f}, PSNR/SSIM {t['psnr_ssim_s']:.1f})",
+    ])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--predicted-path", type=Path, required=True,
+                        help="folder of inpainted images image_000.png .. (e.g. test_results)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
+    add_scoring_args(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        features = make_features(args)
+        result = run_score(args.predicted_path, args.gt_path, args.mask_path, features,
+                           None if args.no_cache else args.cache_dir, args.fid_backend)
+    except SubmissionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except FidUnavailable as exc:
+        print(f"error: FID weights unavailable: {exc}", file=sys.stderr)
+        return 1
+    print(format_result(result))
+    if args.json is not None:
+        existed = args.json.exists()
+        write_json(args.json, result)
+        print(f"{'replaced' if existed else 'wrote'} {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
