@@ -22,7 +22,8 @@ def test_lab_has_a_stub_per_todo_and_no_solution_code():
         assert f'raise NotImplementedError("{todo}:' in text, path
         assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
     layer = files["TODO1"].read_text()
-    assert "softmax" not in layer.split("def forward")[1]  # the attention body is gone
+    body = layer.split("def forward")[1]
+    assert "self.q_proj(x)" not in body and ".softmax(" not in body  # the attention body is gone
     train = (REPO / "lab" / "training_transformer.py").read_text()
     assert 'raise NotImplementedError("TODO2:' in train and "clip_grad_norm_" not in train
     lab_cfg = (REPO / "lab" / "config" / "MaskGit.yml").read_text()

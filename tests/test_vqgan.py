@@ -148,7 +148,7 @@ def data_root(tmp_path):
 def train_args(root, *extra):
     argv = ["--config", str(root / "config.yml"), "--data-root", str(root / "data"), "--batch-size", "8",
             "--epochs", "1", "--checkpoint-path", str(root / "ckpt"), "--device", "cpu", "--disc-start", "1",
-            "--disc-channels", "8", "--quiet", *extra]
+            "--disc-channels", "8", "--partial", "1", "--quiet", *extra]
     parser = train_vqgan.build_parser()
     args = parser.parse_args(argv)
     train_vqgan.check_args(parser, args)
