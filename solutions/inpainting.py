@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import shutil
 import sys
@@ -87,7 +88,26 @@ def precision_context(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
-@torch.no_grad()
+def keep_freed_memory() -> None:
+    """Ask glibc to keep freed memory for reuse instead of handing it back to the OS.
+
+    Why: each decoding step allocates and frees buffers of tens to hundreds of MB (attention weights,
+    logits, noise). By default glibc maps each one anew and the kernel faults in and zeroes every page
+    again; on the kit's 2-core VMs that costs about as much as the arithmetic (docs/performance.md).
+    Call once per process, from a script's ``main``; a no-op where the C library has no ``mallopt``.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
+    mallopt(m_mmap_max, 0)  # large blocks from the heap, not from fresh mmap()s
+    mallopt(m_trim_threshold, 2**31 - 1)  # and never trim the heap back
+
+
+@torch.inference_mode()
 def inpaint_batch(model: MaskGit, images, pixel_masks, indices, args):
     """Inpaint one batch. Returns (outputs (B,3,H,W) in [-1,1], per-step images, per-step token masks)."""
     _, z_indices = model.encode_to_z(images)
@@ -190,6 +210,7 @@ def check_args(args) -> None:
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     check_args(args)
+    keep_freed_memory()
     try:
         out = run(args)
     except (ConfigError, DataError, CheckpointError) as exc:

@@ -37,8 +37,12 @@ def gumbel_noise(like: torch.Tensor, generators: list[torch.Generator] | None = 
     else:
         if len(generators) != like.shape[0]:
             raise ValueError(f"got {len(generators)} generators for a batch of {like.shape[0]}")
-        u = torch.stack([torch.rand(like.shape[1:], generator=g) for g in generators]).to(like.device)
-    return -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
+        u = torch.empty(like.shape)
+        for row, g in zip(u, generators, strict=True):  # row i: the same numbers as torch.rand(..., generator=g)
+            row.uniform_(generator=g)
+        u = u.to(like.device)
+    # In place: this runs on (B, N, K) every decoding step, and fresh large buffers cost more than the math.
+    return u.clamp_(1e-20, 1.0 - 1e-7).log_().neg_().log_().neg_()
 
 
 class MaskGit(nn.Module):
