@@ -42,7 +42,7 @@ CSV_FIELDS = ("mask_func", "total_iter", "sweet_spot", "composite",
 def run_key(args, mask_func: str, total_iter: int, ckpt_digest: str) -> str:
     """Everything a (schedule, T) result depends on, so a cached row is never reused for other settings."""
     return json.dumps([mask_func, total_iter, sorted(args.sweet_spots or []), args.composite, args.seed,
-                       args.argmax, args.choice_temperature, args.precision, args.limit, args.fid_dims, ckpt_digest])
+                       args.sampling, args.choice_temperature, args.precision, args.limit, args.fid_dims, ckpt_digest])
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -62,7 +62,7 @@ def decode_sweet_spots(model: MaskGit, loader, total_iter: int, spots: list[int]
         with precision_context(device, args.precision):
             _, history = iterative_decoding(model, z, mask, total_iter, max(spots),
                                             generators=image_generators(indices, args.seed),
-                                            choice_temperature=args.choice_temperature, sample=not args.argmax)
+                                            choice_temperature=args.choice_temperature, sample=args.sampling == "categorical")
         for s in spots:
             pred = model.vqgan.decode_indices(history[s - 1][0].view(-1, h, h)).clamp(-1, 1)
             out[s][0].append(to_uint8(pred))
@@ -194,7 +194,8 @@ def plot_decoding_steps(model: MaskGit, dataset, ref, args, device, path: Path, 
     h = model.cfg.vqgan.latent_size
     _, z = model.encode_to_z(images)
     _, history = iterative_decoding(model, z, latent_mask(pixel_masks, h), total_iter,
-                                    generators=image_generators(indices, args.seed))
+                                    generators=image_generators(indices, args.seed),
+                                    sample=args.sampling == "categorical")
     steps = [to_uint8(model.vqgan.decode_indices(zs.view(-1, h, h))) for zs, _ in history]
     cols = [to_uint8(images)] + steps + [ref.images[:n_images]]
     titles = ["masked"] + [f"step {t + 1}" for t in range(total_iter)] + ["ground truth"]
@@ -232,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=0, help="only the first N test images (0 = all)")
     p.add_argument("--fid-dims", type=int, default=2048)
     p.add_argument("--choice-temperature", type=float, default=None)
-    p.add_argument("--argmax", action="store_true")
+    p.add_argument("--sampling", choices=("argmax", "categorical"), default="argmax")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     p.add_argument("--device", default="auto")
