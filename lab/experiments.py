@@ -62,7 +62,8 @@ def decode_sweet_spots(model: MaskGit, loader, total_iter: int, spots: list[int]
         with precision_context(device, args.precision):
             _, history = iterative_decoding(model, z, mask, total_iter, max(spots),
                                             generators=image_generators(indices, args.seed),
-                                            choice_temperature=args.choice_temperature, sample=args.sampling == "categorical")
+                                            choice_temperature=args.choice_temperature,
+                                            sample=args.sampling == "categorical")
         for s in spots:
             pred = model.vqgan.decode_indices(history[s - 1][0].view(-1, h, h)).clamp(-1, 1)
             out[s][0].append(to_uint8(pred))
