@@ -3,9 +3,8 @@ import csv
 import shutil
 from pathlib import Path
 
-import pytest
-
 import experiments
+import pytest
 
 WEIGHTS = Path.home() / ".cache" / "torch" / "hub" / "checkpoints" / "pt_inception-2015-12-05-6726825d.pth"
 
