@@ -8,9 +8,11 @@ re-implementation, so the figures describe what students and graders actually ru
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -86,28 +88,64 @@ def machine_description() -> dict:
 # ----------------------------------------------------------------------------------------------------
 # Timing helpers
 # ----------------------------------------------------------------------------------------------------
+@dataclass
+class Timing:
+    """Wall seconds and CPU seconds of this process (all its threads, user + system).
+
+    Why both: when other jobs share the cores, wall time measures the contention as much as the code;
+    CPU time still counts only the work done (and the page faults it causes), so ratios of CPU times
+    stay comparable. With one torch thread, CPU time <= wall time.
+    """
+
+    wall: float = 0.0
+    cpu: float = 0.0
+
+    def __iadd__(self, other: Timing) -> Timing:
+        self.wall += other.wall
+        self.cpu += other.cpu
+        return self
+
+
+@contextlib.contextmanager
+def clock(into: Timing):
+    """Add the wall and CPU time of the ``with`` body to ``into``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        yield into
+    finally:
+        into.wall += time.perf_counter() - wall
+        into.cpu += time.process_time() - cpu
+
+
 def timed(fn, *args, **kwargs):
-    """(result, seconds) of one call."""
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - start
+    """(result, Timing) of one call."""
+    t = Timing()
+    with clock(t):
+        result = fn(*args, **kwargs)
+    return result, t
 
 
-def best_time(fn, reps: int = 3, warmup: int = 1) -> float:
-    """Shortest of ``reps`` timed calls after ``warmup`` untimed ones: the least disturbed by other load."""
+def best_time(fn, reps: int = 3, warmup: int = 1) -> Timing:
+    """Shortest wall and shortest CPU time of ``reps`` calls after ``warmup`` untimed ones: the least
+    disturbed by other load."""
     for _ in range(warmup):
         fn()
-    return min(timed(fn)[1] for _ in range(reps))
+    times = [timed(fn)[1] for _ in range(reps)]
+    return Timing(min(t.wall for t in times), min(t.cpu for t in times))
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
-    """Measured square-matmul rate in GFLOP/s (2 n^3 per product), the best of ``reps``: the machine's
-    practical peak for ``dtype`` with the current thread setting."""
+def rate(flops: float, t: Timing) -> dict:
+    """GFLOP/s by wall time, and GFLOP per CPU-second (per core busy)."""
+    return {"wall": flops / t.wall / 1e9, "cpu": flops / max(t.cpu, 1e-9) / 1e9}
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> dict:
+    """Measured square-matmul rate (2 n^3 FLOPs per product), the best of ``reps``, by wall and CPU time:
+    the machine's practical peak for ``dtype`` with the current thread setting."""
     g = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=g).to(dtype)
     b = torch.randn(n, n, generator=g).to(dtype)
-    seconds = best_time(lambda: torch.mm(a, b), reps=reps, warmup=2)
-    return 2 * n**3 / seconds / 1e9
+    return rate(2 * n**3, best_time(lambda: torch.mm(a, b), reps=reps, warmup=2))
 
 
 def transformer_flops(cfg: MaskGitConfig) -> int:
@@ -174,7 +212,7 @@ def load_test_split(data_root: str | Path, limit: int | None = None):
 class Inpainted:
     tokens: torch.Tensor   # int64 (M, N), the final token ids
     images: torch.Tensor   # float (M, 3, H, W) in [-1, 1], decoded from ``tokens``
-    seconds: float
+    time: Timing
 
 
 def inpaint_batched(model: MaskGit, images, pixel_masks, indices, total_iter: int = 8, seed: int = 0,
@@ -185,8 +223,8 @@ def inpaint_batched(model: MaskGit, images, pixel_masks, indices, total_iter: in
     h = model.cfg.vqgan.latent_size
     device = images.device
     tokens, outs = [], []
-    start = time.perf_counter()
-    with torch.inference_mode():
+    elapsed = Timing()
+    with clock(elapsed), torch.inference_mode():
         for s in range(0, len(images), batch_size):
             x, pm, idx = images[s:s + batch_size], pixel_masks[s:s + batch_size], indices[s:s + batch_size]
             _, z = model.encode_to_z(x)
@@ -195,7 +233,7 @@ def inpaint_batched(model: MaskGit, images, pixel_masks, indices, total_iter: in
                 z_final, _ = iterative_decoding(model, z, mask, total_iter, generators=image_generators(idx, seed))
             tokens.append(z_final)
             outs.append(model.vqgan.decode_indices(z_final.view(-1, h, h)).clamp(-1, 1))
-    return Inpainted(torch.cat(tokens), torch.cat(outs), time.perf_counter() - start)
+    return Inpainted(torch.cat(tokens), torch.cat(outs), elapsed)
 
 
 def inpaint_per_image(model: MaskGit, images, pixel_masks, indices, total_iter: int = 8, seed: int = 0) -> Inpainted:
@@ -203,8 +241,8 @@ def inpaint_per_image(model: MaskGit, images, pixel_masks, indices, total_iter: 
     under ``torch.no_grad``; same per-image generators as the batched path, so the tokens must agree."""
     h = model.cfg.vqgan.latent_size
     tokens, outs = [], []
-    start = time.perf_counter()
-    with torch.no_grad():
+    elapsed = Timing()
+    with clock(elapsed), torch.no_grad():
         for i in range(len(images)):
             x = images[i:i + 1]
             _, z = model.encode_to_z(x)
@@ -215,7 +253,7 @@ def inpaint_per_image(model: MaskGit, images, pixel_masks, indices, total_iter: 
                 z, mask = model.inpainting_step(z, mask, num_unknown_start, (t + 1) / total_iter, generators=gens)
             tokens.append(z)
             outs.append(model.vqgan.decode_indices(z.view(-1, h, h)).clamp(-1, 1))
-    return Inpainted(torch.cat(tokens), torch.cat(outs), time.perf_counter() - start)
+    return Inpainted(torch.cat(tokens), torch.cat(outs), elapsed)
 
 
 def token_agreement(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> dict:
@@ -264,15 +302,14 @@ def single_step_agreement(model: MaskGit, images, pixel_masks, batch_size: int =
 
 @torch.inference_mode()
 def forward_rate(model: MaskGit, batch_size: int, precision: str, reps: int = 3) -> dict:
-    """Achieved GFLOP/s of the batched transformer forward (the decoding workload: 25 % masked tokens)."""
+    """Achieved rate of the batched transformer forward (the decoding workload: 25 % masked tokens)."""
     g = torch.Generator().manual_seed(0)
     n, k = model.num_image_tokens, model.num_codebook_vectors
     z = torch.randint(0, k, (batch_size, n), generator=g)
     z = z.masked_fill(torch.rand(batch_size, n, generator=g) < 0.25, model.mask_token_id)
     with precision_context(z.device, precision):
-        seconds = best_time(lambda: model.transformer(z), reps=reps)
-    flops = transformer_flops(model.cfg) * batch_size
-    return {"batch_size": batch_size, "seconds": seconds, "gflops": flops / seconds / 1e9}
+        t = best_time(lambda: model.transformer(z), reps=reps)
+    return rate(transformer_flops(model.cfg) * batch_size, t)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -294,22 +331,35 @@ class FirstBatches:
             yield batch
 
 
-def training_throughput(model: MaskGit, loader, batches: int, precision: str) -> dict:
-    """Images/s of ``TrainTransformer.train_one_epoch`` over ``batches`` batches of ``loader`` (after one
-    untimed warm-up batch), with a fresh copy of the transformer so that runs do not affect each other."""
+def make_trainer(model: MaskGit, precision: str, steps: int) -> TrainTransformer:
+    """A ``TrainTransformer`` on a fresh copy of the transformer, so that configurations do not interact."""
     model = copy.deepcopy(model)
     args = argparse.Namespace(learning_rate=4e-4, accum_grad=1, epochs=1, warmup_steps=10, precision=precision,
                               device=str(next(model.parameters()).device))
-    trainer = TrainTransformer(args, model.cfg, model=model, steps_per_epoch=batches + 1)
-    trainer.train_one_epoch(FirstBatches(loader, 1))
-    run = FirstBatches(loader, batches)
-    _, seconds = timed(trainer.train_one_epoch, run)
-    images = len(run) * loader.batch_size
-    return {"images": images, "seconds": seconds, "images_per_s": images / seconds, "precision": precision}
+    return TrainTransformer(args, model.cfg, model=model, steps_per_epoch=steps)
+
+
+def training_throughput(model: MaskGit, configs: dict, batches: int) -> dict:
+    """Training time of ``TrainTransformer.train_one_epoch`` per configuration ``name: (loader, precision)``.
+
+    Interleaved: each round trains every configuration on one batch of its loader, so that all of them
+    see the same background load. One untimed warm-up round first. Returns ``{name: Timing}``.
+    """
+    trainers = {name: make_trainer(model, prec, batches + 1) for name, (_, prec) in configs.items()}
+    times = {name: Timing() for name in configs}
+    for r in range(batches + 1):
+        for name, (loader, _) in configs.items():
+            one = FirstBatches(loader, 1)  # a new iterator: a fresh shuffle, one batch
+            if r == 0:
+                trainers[name].train_one_epoch(one)
+            else:
+                with clock(times[name]):
+                    trainers[name].train_one_epoch(one)
+    return times
 
 
 def training_loaders(model: MaskGit, train_dir: str | Path, batch_size: int, batches: int, seed: int = 0):
-    """(image loader, token loader, seconds to build the tokens) over the first (batches + 1) * batch_size
+    """(image loader, token loader, Timing of building the tokens, images) over the first (batches + 1) * batch_size
     training images: the two modes of ``training_transformer.build_loaders`` on the same images."""
     files = LoadTrainData(train_dir)
     needed = (batches + 1) * batch_size
@@ -317,22 +367,26 @@ def training_loaders(model: MaskGit, train_dir: str | Path, batch_size: int, bat
     gen = torch.Generator().manual_seed(seed)
     images = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=gen)
     device = next(model.parameters()).device
-    tokens, seconds = timed(encode_folder, model, dataset, device, batch_size)
-    return images, token_loader(tokens, batch_size, shuffle=True, seed=seed), seconds, len(dataset)
+    tokens, t = timed(encode_folder, model, dataset, device, batch_size)
+    return images, token_loader(tokens, batch_size, shuffle=True, seed=seed), t, len(dataset)
 
 
 # ----------------------------------------------------------------------------------------------------
 # 5: grading and scoring as the course staff run them
 # ----------------------------------------------------------------------------------------------------
 def time_command(cmd: list[str], timeout: float, cwd: Path = REPO) -> dict:
-    """Wall time of a subprocess; on failure or timeout the tail of its output is kept."""
+    """Wall time (and the children's CPU time) of a subprocess; on failure the tail of its output is kept."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     try:
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"cmd": " ".join(cmd), "seconds": None, "rc": None, "note": f"timed out after {timeout:.0f} s"}
     seconds = time.perf_counter() - start
-    result = {"cmd": " ".join(cmd), "seconds": seconds, "rc": proc.returncode}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    result = {"cmd": " ".join(cmd), "seconds": seconds, "cpu_seconds": cpu, "rc": proc.returncode,
+              "output_tail": (proc.stdout + proc.stderr).strip()[-600:]}
     if proc.returncode != 0:
-        result["note"] = "failed: " + (proc.stdout + proc.stderr).strip()[-400:]
+        result["note"] = "failed: " + (proc.stdout + proc.stderr).strip()[-300:]
     return result

@@ -23,16 +23,17 @@ def test_quick_bench_reports_every_section(tiny_setup, tmp_path, capsys):
     saved = json.loads(out.read_text())
     assert saved["machine"]["cores"] >= 1 and saved["machine"]["torch"] == torch.__version__
     inp = saved["inpaint"]
-    assert inp["images"] == 5 and inp["per_image_subset"] == 2
+    assert inp["images"] == 5 and inp["per_image_images"] == 2 and inp["per_image_indices"] == [0, 4]
     # the batched reference and the per-image loop use the same per-image generators: same tokens
     assert inp["batched_fp32_vs_per_image"]["identical_images"] == 1.0
     assert 0 <= inp["bf16_vs_fp32_one_step"]["sample_agreement"] <= 1
-    assert saved["flops"]["peak_bf16_gflops"] > 0 and saved["flops"]["forward_fp32_gflops"] > 0
-    assert saved["steps"]["ratio"] > 1  # 256 steps take longer than 8
-    assert saved["training"]["cache_bf16_images_per_s"] > 0 and "grader" not in saved
+    assert saved["flops"]["peak_bf16"]["wall"] > 0 and saved["flops"]["forward_fp32"]["cpu"] > 0
+    assert saved["steps"]["ratio"]["cpu"] > 1  # 256 steps take longer than 8
+    assert saved["training"]["cache_bf16"]["images_per_s"] > 0 and "grader" not in saved
     assert "weights: " in " ".join(results["notes"])
     table = capsys.readouterr().out
     assert "per-image loop" in table and "token cache vs encoding" in table and "machine:" in table
+    assert "CPU time" in table
 
 
 def test_batched_path_matches_inpaint_batch(tiny_setup, tiny_model):
