@@ -34,12 +34,14 @@ def add_scoring_args(parser: argparse.ArgumentParser) -> None:
                         help="masks (mask_000.png ..; 0 = hole) for the hole-only metrics")
     parser.add_argument("--dims", type=int, default=2048, choices=FID_DIMS,
                         help="Inception feature size for FID (2048 = pool3, the standard FID)")
-    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
-                        help="Inception arithmetic: auto = bf16 on CPUs with native bf16, else fp32")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="Inception arithmetic; bf16 is faster on CPUs with native bf16 but moves FID "
+                             "by about 1.5 %% (not for grading)")
     parser.add_argument("--fid-backend", default="fast", choices=BACKENDS,
                         help="fast: exact trace via a symmetric eigenproblem; pytorch-fid: its "
                              "calculate_frechet_distance (scipy sqrtm, 20-80 s on 2 cores)")
-    parser.add_argument("--batch-size", type=int, default=50, help="images per Inception forward")
+    parser.add_argument("--batch-size", type=int, default=100,
+                        help="images per Inception forward (larger is faster on CPU: 48 -> 96 gave +8 %%)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR,
@@ -60,7 +62,10 @@ def make_features(args: argparse.Namespace) -> InceptionFeatures:
         raise SystemExit(f"--batch-size {args.batch_size}: expected a positive count")
     if args.threads:
         torch.set_num_threads(args.threads)
-    return InceptionFeatures(args.dims, resolve_device(args.device), args.precision, args.batch_size)
+    try:
+        return InceptionFeatures(args.dims, resolve_device(args.device), args.precision, args.batch_size)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def run_score(pred_dir: str | Path, gt_dir: str | Path = DEFAULT_GT_PATH, mask_dir: str | Path = DEFAULT_MASK_PATH,
@@ -108,6 +113,27 @@ def format_result(result: dict[str, Any]) -> str:
         f"load {t['load_s']:.1f}, Inception {t['inception_s']:.1f} [{result['precision']}], "
         f"Frechet {t['frechet_s']:.1f}, PSNR/SSIM {t['psnr_ssim_s']:.1f})",
     ])
+
+
+TARGET_SECONDS = 90  # the issue's budget for the 747-image split on the 2-core CPU, cache warm
+
+
+def benchmark_scoring(pred_dir: str | Path = DEFAULT_GT_PATH, gt_dir: str | Path = DEFAULT_GT_PATH,
+                      mask_dir: str | Path = DEFAULT_MASK_PATH, cache_dir: str | Path = DEFAULT_CACHE_DIR,
+                      precision: str = "fp32", dims: int = 2048, backend: str = "fast") -> dict[str, Any]:
+    """The bench figure: seconds ``score.py`` spends on ``pred_dir`` with the ground-truth cache warm.
+
+    The cache is warmed first (not timed); the timed run then starts from a fresh, unloaded model as the
+    command does (only the interpreter's imports are not counted, about 2 s).
+    """
+    prepare_reference(gt_dir, mask_dir, InceptionFeatures(dims, precision=precision), cache_dir)
+    result = run_score(pred_dir, gt_dir, mask_dir, InceptionFeatures(dims, precision=precision), cache_dir, backend)
+    t = result["timing"]
+    return {"seconds": round(t["total_s"], 2), "images": result["n"], "target_s": TARGET_SECONDS,
+            "within_target": t["total_s"] <= TARGET_SECONDS,
+            "inception_images_per_s": round(result["n"] / t["inception_s"], 2), "precision": result["precision"],
+            "threads": torch.get_num_threads(), "fid": result["fid"],
+            "timing": {k: round(v, 2) for k, v in t.items()}}
 
 
 def build_parser() -> argparse.ArgumentParser:
