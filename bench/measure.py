@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "solutions"))
 
-from inpainting import image_generators, iterative_decoding, latent_mask, precision_context  # noqa: E402
+from inpainting import image_generators, iterative_decoding, precision_context, tokenize_masked  # noqa: E402
 from models.config import MaskGitConfig, load_maskgit_config  # noqa: E402
 from models.VQGAN import VQGAN, load_vqgan  # noqa: E402
 from models.VQGAN_Transformer import MaskGit  # noqa: E402
@@ -227,8 +227,7 @@ def inpaint_batched(model: MaskGit, images, pixel_masks, indices, total_iter: in
     with clock(elapsed), torch.inference_mode():
         for s in range(0, len(images), batch_size):
             x, pm, idx = images[s:s + batch_size], pixel_masks[s:s + batch_size], indices[s:s + batch_size]
-            _, z = model.encode_to_z(x)
-            mask = latent_mask(pm, h).to(z.device)
+            z, mask = tokenize_masked(model, x, pm)
             with precision_context(device, precision):
                 z_final, _ = iterative_decoding(model, z, mask, total_iter, generators=image_generators(idx, seed))
             tokens.append(z_final)
@@ -245,8 +244,7 @@ def inpaint_per_image(model: MaskGit, images, pixel_masks, indices, total_iter: 
     with clock(elapsed), torch.no_grad():
         for i in range(len(images)):
             x = images[i:i + 1]
-            _, z = model.encode_to_z(x)
-            mask = latent_mask(pixel_masks[i:i + 1], h)
+            z, mask = tokenize_masked(model, x, pixel_masks[i:i + 1])
             num_unknown_start = mask.sum(dim=1)
             gens = image_generators(indices[i:i + 1], seed)
             for t in range(total_iter):
@@ -274,12 +272,10 @@ def single_step_agreement(model: MaskGit, images, pixel_masks, batch_size: int =
     Compares, at the masked positions: argmax ids, the sampled ids with the same Gumbel noise, and the
     largest |log p| difference of the chosen id.
     """
-    h = model.cfg.vqgan.latent_size
     argmax_same = sample_same = total = 0
     max_logp = 0.0
     for s in range(0, len(images), batch_size):
-        _, z = model.encode_to_z(images[s:s + batch_size])
-        mask = latent_mask(pixel_masks[s:s + batch_size], h)
+        z, mask = tokenize_masked(model, images[s:s + batch_size], pixel_masks[s:s + batch_size])
         inp = z.masked_fill(mask, model.mask_token_id)
         logp = {}
         for prec in ("fp32", "bf16"):

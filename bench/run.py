@@ -55,9 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=None, help="test images for the batched path (default: all)")
     p.add_argument("--per-image-subset", type=int, default=48,
                    help="images run through the per-image loop (timed, then extrapolated per image)")
-    p.add_argument("--steps-subset", type=int, default=16, help="images decoded at T = 8 and T = 256")
+    p.add_argument("--steps-subset", type=int, default=8, help="images decoded at T = 8 and T = 256")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (decoding and training)")
-    p.add_argument("--train-batches", type=int, default=6, help="timed training batches per configuration")
+    p.add_argument("--train-batches", type=int, default=4, help="timed training batches per configuration")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--skip", nargs="*", choices=SECTIONS, default=[], help="sections to leave out")
     p.add_argument("--grader-timeout", type=float, default=600, help="seconds allowed to each grader command")
@@ -104,7 +104,7 @@ def section_inpaint(model, data, args, ctx) -> dict:
     the same background load; the per-image loop runs on ``--per-image-subset`` images spread evenly."""
     images, masks, indices = data
     n, bs = len(images), args.batch_size
-    latent = measure.latent_mask(masks, model.cfg.vqgan.latent_size)
+    latent = inpainting.latent_mask(masks, model.cfg.vqgan.latent_size)
     k = min(args.per_image_subset, n)
     chosen = sorted(set(torch.linspace(0, n - 1, k).round().long().tolist()))
     for prec in ("fp32", "bf16"):  # untimed warm-up: one-off kernel set-up

@@ -30,6 +30,7 @@ from tqdm import tqdm
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from hole_fill import PREFILLS, prefill_holes  # noqa: E402
 from models.checkpoint import CheckpointError  # noqa: E402
 from models.config import ConfigError, load_maskgit_config  # noqa: E402
 from models.VQGAN_Transformer import MASK_FUNCS, MaskGit, load_maskgit  # noqa: E402
@@ -102,10 +103,17 @@ def keep_freed_memory() -> None:
 
 
 @torch.inference_mode()
+def tokenize_masked(model: MaskGit, images, pixel_masks, prefill: str = "laplace"):
+    """Token ids (B, N) of the masked images, holes pre-filled by ``prefill`` first (hole_fill.py says
+    why), and the token mask (B, N), True = to inpaint."""
+    _, z_indices = model.encode_to_z(prefill_holes(images, pixel_masks, prefill))
+    return z_indices, latent_mask(pixel_masks, model.cfg.vqgan.latent_size).to(z_indices.device)
+
+
+@torch.inference_mode()
 def inpaint_batch(model: MaskGit, images, pixel_masks, indices, args):
     """Inpaint one batch. Returns (outputs (B,3,H,W) in [-1,1], per-step images, per-step token masks)."""
-    _, z_indices = model.encode_to_z(images)
-    mask = latent_mask(pixel_masks, model.cfg.vqgan.latent_size).to(z_indices.device)
+    z_indices, mask = tokenize_masked(model, images, pixel_masks, args.prefill)
     gens = image_generators(indices, args.seed)
     with precision_context(images.device, args.precision):
         z_final, history = iterative_decoding(
@@ -183,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ids for masked tokens: the most likely one, or sampled from softmax(logits) as in "
                         "MaskGIT (argmax scored better FID with the shipped CPU-trained checkpoint)")
     p.add_argument("--composite", action="store_true", help="copy the known pixels from the input")
+    p.add_argument("--prefill", choices=PREFILLS, default="laplace",
+                   help="smooth the holes before tokenizing (none: the course's gray paint as given)")
     p.add_argument("--save-steps", action=argparse.BooleanOptionalAction, default=True,
                    help="write imga/ (decodes every step)")
     p.add_argument("--batch-size", type=int, default=64, help="images decoded together")

@@ -30,7 +30,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))  # the repository root, for grader.scoring
 
-from inpainting import image_generators, iterative_decoding, latent_mask, precision_context  # noqa: E402
+from hole_fill import PREFILLS  # noqa: E402
+from inpainting import image_generators, iterative_decoding, precision_context, tokenize_masked  # noqa: E402
 from models.config import load_maskgit_config  # noqa: E402
 from models.VQGAN_Transformer import MASK_FUNCS, MaskGit, load_maskgit  # noqa: E402
 from utils import DEFAULT_DATA_ROOT, LoadTestData, resolve_device  # noqa: E402
@@ -42,7 +43,8 @@ CSV_FIELDS = ("mask_func", "total_iter", "sweet_spot", "composite",
 def run_key(args, mask_func: str, total_iter: int, ckpt_digest: str) -> str:
     """Everything a (schedule, T) result depends on, so a cached row is never reused for other settings."""
     return json.dumps([mask_func, total_iter, sorted(args.sweet_spots or []), args.composite, args.seed,
-                       args.sampling, args.choice_temperature, args.precision, args.limit, args.fid_dims, ckpt_digest])
+                       args.sampling, args.choice_temperature, args.prefill, args.precision, args.limit,
+                       args.fid_dims, ckpt_digest])
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -57,8 +59,7 @@ def decode_sweet_spots(model: MaskGit, loader, total_iter: int, spots: list[int]
     out = {s: ([], []) for s in spots}
     for images, pixel_masks, indices in tqdm(loader, desc=f"{model.gamma_type} T={total_iter}", leave=False):
         images, pixel_masks = images.to(device), pixel_masks.to(device)
-        _, z = model.encode_to_z(images)
-        mask = latent_mask(pixel_masks, h)
+        z, mask = tokenize_masked(model, images, pixel_masks, args.prefill)
         with precision_context(device, args.precision):
             _, history = iterative_decoding(model, z, mask, total_iter, max(spots),
                                             generators=image_generators(indices, args.seed),
@@ -166,13 +167,16 @@ def plot_fid_vs_t(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for mode in dict.fromkeys(r["mask_func"] for r in rows):
-        pts = sorted((r["total_iter"], r["fid"]) for r in rows
-                     if r["mask_func"] == mode and r["composite"] == "off" and r["sweet_spot"] == r["total_iter"])
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=mode)
+    for i, mode in enumerate(dict.fromkeys(r["mask_func"] for r in rows)):
+        for composite, style in (("off", "-"), ("on", "--")):
+            pts = sorted((r["total_iter"], r["fid"]) for r in rows if r["mask_func"] == mode
+                         and r["composite"] == composite and r["sweet_spot"] == r["total_iter"])
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", color=f"C{i}",
+                        label=f"{mode}{' (composited)' if composite == 'on' else ''}")
     ax.set_xlabel("total iterations T")
     ax.set_ylabel("FID (lower is better)")
-    ax.legend()
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -193,8 +197,8 @@ def plot_decoding_steps(model: MaskGit, dataset, ref, args, device, path: Path, 
     pixel_masks = torch.stack([it[1] for it in items]).to(device)
     indices = [it[2] for it in items]
     h = model.cfg.vqgan.latent_size
-    _, z = model.encode_to_z(images)
-    _, history = iterative_decoding(model, z, latent_mask(pixel_masks, h), total_iter,
+    z, mask = tokenize_masked(model, images, pixel_masks, args.prefill)
+    _, history = iterative_decoding(model, z, mask, total_iter,
                                     generators=image_generators(indices, args.seed),
                                     sample=args.sampling == "categorical")
     steps = [to_uint8(model.vqgan.decode_indices(zs.view(-1, h, h))) for zs, _ in history]
@@ -235,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fid-dims", type=int, default=2048)
     p.add_argument("--choice-temperature", type=float, default=None)
     p.add_argument("--sampling", choices=("argmax", "categorical"), default="argmax")
+    p.add_argument("--prefill", choices=PREFILLS, default="laplace", help="hole fill before tokenizing")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     p.add_argument("--device", default="auto")
