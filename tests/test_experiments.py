@@ -26,6 +26,8 @@ def test_tiny_sweep_writes_results_and_resumes(tiny_setup, tmp_path, monkeypatch
     assert {(r["mask_func"], r["total_iter"], r["sweet_spot"]) for r in rows} >= {("linear", "2", "1")}
     for name in ("gamma_curves.png", "fid_vs_T.png", "decoding_steps.png"):
         assert (out / name).stat().st_size > 1000
+    table = (out / "results.md").read_text().splitlines()
+    assert len(table) == 2 + len(rows) and table[2].startswith("| cosine | 1 | 1 | off | fp32 |")
     calls = []
     monkeypatch.setattr(experiments, "decode_sweet_spots", lambda *a, **k: calls.append(a))
     experiments.main(argv)
