@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
@@ -203,7 +204,8 @@ def plot_fid_vs_t(rows: list[dict], path: Path) -> None:
 
 @torch.no_grad()
 def plot_decoding_steps(model: MaskGit, dataset, ref, args, device, path: Path, n_images: int = 4) -> None:
-    """Rows: test images; columns: masked input, the prediction after each step (cosine, T = 8), ground truth."""
+    """Rows: test images; columns: masked input, the image after each step (cosine, T = 8; tokens still
+    masked after the step drawn gray, so the holes visibly fill in), the composited output, ground truth."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -220,9 +222,17 @@ def plot_decoding_steps(model: MaskGit, dataset, ref, args, device, path: Path, 
     _, history = iterative_decoding(model, z, mask, total_iter,
                                     generators=image_generators(indices, args.seed),
                                     sample=args.sampling == "categorical")
-    steps = [to_uint8(model.vqgan.decode_indices(zs.view(-1, h, h))) for zs, _ in history]
-    cols = [to_uint8(images)] + steps + [ref.images[:n_images]]
-    titles = ["masked"] + [f"step {t + 1}" for t in range(total_iter)] + ["ground truth"]
+    side = images.shape[-1]
+    steps = []
+    for zs, still_masked in history:
+        img = model.vqgan.decode_indices(zs.view(-1, h, h)).clamp(-1, 1)
+        gray = F.interpolate(still_masked.view(-1, 1, h, h).float(), size=(side, side), mode="nearest")
+        steps.append(to_uint8(img * (1 - gray)))  # 0 = mid-gray in [-1, 1]
+    final = model.vqgan.decode_indices(history[-1][0].view(-1, h, h)).clamp(-1, 1)
+    composited = to_uint8(pixel_masks * images + (1 - pixel_masks) * final)
+    cols = [to_uint8(images)] + steps + [composited, ref.images[:n_images]]
+    titles = (["masked"] + [f"step {t + 1}" for t in range(total_iter - 1)] + [f"step {total_iter} = output",
+              "composited", "ground truth"])
     fig, axes = plt.subplots(n_images, len(cols), figsize=(len(cols) * 0.9, n_images * 0.95),
                              squeeze=False)
     for i in range(n_images):
