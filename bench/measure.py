@@ -229,7 +229,8 @@ def inpaint_batched(model: MaskGit, images, pixel_masks, indices, total_iter: in
             x, pm, idx = images[s:s + batch_size], pixel_masks[s:s + batch_size], indices[s:s + batch_size]
             z, mask = tokenize_masked(model, x, pm)
             with precision_context(device, precision):
-                z_final, _ = iterative_decoding(model, z, mask, total_iter, generators=image_generators(idx, seed))
+                z_final, _ = iterative_decoding(model, z, mask, total_iter, generators=image_generators(idx, seed),
+                                                sample=False)  # argmax, inpainting.py's default
             tokens.append(z_final)
             outs.append(model.vqgan.decode_indices(z_final.view(-1, h, h)).clamp(-1, 1))
     return Inpainted(torch.cat(tokens), torch.cat(outs), elapsed)
@@ -248,7 +249,8 @@ def inpaint_per_image(model: MaskGit, images, pixel_masks, indices, total_iter: 
             num_unknown_start = mask.sum(dim=1)
             gens = image_generators(indices[i:i + 1], seed)
             for t in range(total_iter):
-                z, mask = model.inpainting_step(z, mask, num_unknown_start, (t + 1) / total_iter, generators=gens)
+                z, mask = model.inpainting_step(z, mask, num_unknown_start, (t + 1) / total_iter, sample=False,
+                                                generators=gens)
             tokens.append(z)
             outs.append(model.vqgan.decode_indices(z.view(-1, h, h)).clamp(-1, 1))
     return Inpainted(torch.cat(tokens), torch.cat(outs), elapsed)
