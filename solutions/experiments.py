@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))  # the repository root, for grader.scoring
 
 from hole_fill import PREFILLS  # noqa: E402
-from inpainting import image_generators, iterative_decoding, precision_context, tokenize_masked  # noqa: E402
+from inpainting import image_generators, iterative_decoding, keep_freed_memory, precision_context, tokenize_masked  # noqa: E402
 from models.config import load_maskgit_config  # noqa: E402
 from models.VQGAN_Transformer import MASK_FUNCS, MaskGit, load_maskgit  # noqa: E402
 from utils import DEFAULT_DATA_ROOT, LoadTestData, resolve_device  # noqa: E402
@@ -281,6 +281,7 @@ def main(argv=None) -> None:
     bad = [t for t in args.total_iters if t < 1] + [s for s in args.sweet_spots or [] if s < 1]
     if bad:
         raise SystemExit(f"--total-iters / --sweet-spots: expected positive step counts, got {bad}")
+    keep_freed_memory()  # as inpainting.py does: about 2x faster decoding on a small CPU
     rows = sweep(args)
     print(f"{'schedule':8} {'T':>3} {'S':>3} {'comp':>4} {'FID':>7} {'PSNR':>6} {'SSIM':>6} {'PSNR hole':>9}")
     for r in rows:

@@ -94,7 +94,7 @@ def keep_freed_memory() -> None:
 
     Why: each decoding step allocates and frees buffers of tens to hundreds of MB (attention weights,
     logits, noise). By default glibc maps each one anew and the kernel faults in and zeroes every page
-    again; on the kit's 2-core VMs that costs about as much as the arithmetic (docs/performance.md).
+    again; on the kit's 2-core VMs that costs about as much as the arithmetic (README, Performance).
     Call once per process, from a script's ``main``; a no-op where the C library has no ``mallopt``.
     """
     if not sys.platform.startswith("linux"):
