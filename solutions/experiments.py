@@ -82,7 +82,8 @@ def sweep(args) -> list[dict]:
     device = resolve_device(args.device)
     ckpt = args.load_transformer_ckpt_path or cfg.transformer_ckpt_path
     model = load_maskgit(cfg, device, transformer_ckpt=ckpt)
-    digest = hashlib.sha1(Path(ckpt).read_bytes()).hexdigest()[:12]
+    # both checkpoints decide the images: a re-trained VQGAN decoder must not be served the old rows
+    digest = hashlib.sha1(Path(ckpt).read_bytes() + Path(cfg.vqgan_ckpt_path).read_bytes()).hexdigest()[:12]
 
     dataset = LoadTestData(args.test_maskedimage_path, args.test_mask_path)
     if args.limit:

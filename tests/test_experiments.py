@@ -33,3 +33,25 @@ def test_tiny_sweep_writes_results_and_resumes(tiny_setup, tmp_path, monkeypatch
     experiments.main(argv)
     assert calls == []  # everything came from results.jsonl
     assert list(csv.DictReader((out / "results.csv").open())) == rows
+
+
+@pytest.mark.skipif(not WEIGHTS.is_file(), reason="FID weights not installed (run python tools/fid_weights.py)")
+def test_sweep_cache_follows_the_vqgan_checkpoint(tiny_setup, tmp_path):
+    """A re-trained tokenizer (same transformer) gives other images: cached rows must not be reused."""
+    import torch
+    from models.checkpoint import save_model_checkpoint
+    from models.VQGAN import VQGAN
+
+    d = tiny_setup["data"]
+    shutil.copytree(d / "masked_image", d / "ground_truth")
+    argv = ["--config", str(tiny_setup["config"]), "--mask-funcs", "cosine", "--total-iters", "1",
+            "--test-maskedimage-path", str(d / "masked_image"), "--test-mask-path", str(d / "mask64"),
+            "--gt-path", str(d / "ground_truth"), "--mask-path", str(d / "mask64"), "--out", str(tmp_path / "exp"),
+            "--fid-dims", "64", "--device", "cpu", "--composite", "off"]
+    experiments.main(argv)
+    torch.manual_seed(123)
+    cfg = tiny_setup["cfg"].vqgan
+    save_model_checkpoint(tiny_setup["root"] / "vqgan.pt", "vqgan", cfg, VQGAN(cfg), half=True)
+    experiments.main(argv)
+    lines = (tmp_path / "exp" / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # the second run decoded again instead of reusing the first run's row
