@@ -209,3 +209,28 @@ def test_bad_flags_are_refused(flag, value, capsys):
     with pytest.raises(SystemExit) as exc:
         train_vqgan.main([flag, value])
     assert exc.value.code == 2 and flag in capsys.readouterr().err
+
+
+def test_decoder_only_fine_tune_keeps_every_code(data_root):
+    """--init-from + --decoder-only: the decoder learns, the codes of every image stay the same."""
+    torch.manual_seed(0)
+    train_vqgan.train(train_args(data_root))
+    start = data_root / "ckpt" / "best.pt"
+    base = load_vqgan(VQGANConfig(**TINY_VQGAN), start, "cpu")
+    args = train_args(data_root, "--init-from", str(start), "--decoder-only", "--epochs", "2",
+                      "--checkpoint-path", str(data_root / "ft"), "--learning-rate", "1e-2")
+    train_vqgan.train(args)
+    tuned = VQGAN(VQGANConfig(**TINY_VQGAN))
+    tuned.load_state_dict(torch.load(data_root / "ft" / "last.pt", weights_only=True)["state_dict"])
+    before, after = base.state_dict(), tuned.state_dict()
+    frozen = [k for k in before if not k.startswith("decoder.") and before[k].is_floating_point()]
+    assert frozen and all(torch.equal(before[k].float(), after[k].float()) for k in frozen)
+    assert any(not torch.equal(before[k].float(), after[k].float()) for k in before if k.startswith("decoder."))
+    x = torch.rand(4, 3, 64, 64) * 2 - 1
+    assert torch.equal(base.encode(x)[1], tuned.eval().encode(x)[1])
+
+
+def test_decoder_only_needs_init_from(capsys):
+    with pytest.raises(SystemExit) as exc:
+        train_vqgan.main(["--decoder-only"])
+    assert exc.value.code == 2 and "--init-from" in capsys.readouterr().err

@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epochs already done; > 0 resumes from last.pt, which must hold that epoch")
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh even if --checkpoint-path holds a run; replace an existing --export file")
+    p.add_argument("--init-from", default=None,
+                   help="start from the weights of this VQGAN checkpoint (e.g. checkpoints/vqgan.pt) instead of "
+                        "random ones; the codebook keeps its codes (no data initialisation)")
+    p.add_argument("--decoder-only", action="store_true",
+                   help="with --init-from: train the decoder alone; the encoder and codebook stay frozen, so every "
+                        "image keeps its code ids and a transformer trained on them stays valid")
     p.add_argument("--export", default=None, help="copy best.pt here when training ends (e.g. checkpoints/vqgan.pt)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="where to train")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -113,6 +119,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error(f"--partial must be in (0, 1], got {args.partial}")
     if args.disc_channels < 1:
         parser.error(f"--disc-channels must be >= 1, got {args.disc_channels}")
+    if args.decoder_only and not args.init_from:
+        parser.error("--decoder-only needs --init-from (a trained VQGAN whose codes stay fixed)")
     if args.start_from_epoch >= args.epochs:
         parser.error(f"--start-from-epoch {args.start_from_epoch} leaves nothing to do with --epochs {args.epochs}")
 
@@ -211,8 +219,16 @@ def train(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
 
     model = VQGAN(cfg).to(device)
+    if args.init_from:
+        init = read_checkpoint(args.init_from, "vqgan")
+        check_config(args.init_from, init, cfg)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init["state_dict"].items()})
+    if args.decoder_only:  # the tokens must not move: freeze everything that decides them
+        for module in (model.encoder, model.codebook):
+            module.requires_grad_(False)
+    trained = model.decoder if args.decoder_only else model
     disc = PatchDiscriminator(cfg.image_channels, args.disc_channels).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=args.learning_rate, betas=(0.5, 0.9))
+    opt = torch.optim.Adam(trained.parameters(), lr=args.learning_rate, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(disc.parameters(), lr=args.learning_rate, betas=(0.5, 0.9))
     start_epoch, step, best_psnr, elapsed = 0, 0, -math.inf, 0.0
     if args.resume or args.start_from_epoch > 0:
@@ -257,8 +273,13 @@ def train(args: argparse.Namespace) -> dict:
                 group["lr"] = lr
             use_gan = step >= args.disc_start
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-                x_rec, _, q_loss = model(x)
-                x_rec = x_rec.float()
+                if args.decoder_only:
+                    with torch.no_grad():
+                        z_q = model.encode(x)[0]
+                    x_rec, q_loss = model.decode(z_q).float(), torch.zeros((), device=device)
+                else:
+                    x_rec, _, q_loss = model(x)
+                    x_rec = x_rec.float()
                 l1 = (x_rec - x).abs().mean()
                 rec_loss = l1 + args.l2_weight * F.mse_loss(x_rec, x)
                 loss = rec_loss + q_loss
@@ -272,7 +293,9 @@ def train(args: argparse.Namespace) -> dict:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if step == 0 and start_epoch == 0:
+            if args.decoder_only:
+                pass  # frozen codebook: no restarts
+            elif step == 0 and start_epoch == 0 and not args.init_from:
                 restarted += model.codebook.restart_dead_codes(0)  # data init: the whole codebook from encoder outputs
             elif args.restart_after:
                 restarted += model.codebook.restart_dead_codes(args.restart_after)
@@ -306,7 +329,8 @@ def train(args: argparse.Namespace) -> dict:
         improved = val["psnr"] > best_psnr
         meta = {"epoch": epoch, "step": step, "val_psnr": val["psnr"], "val_l1": val["l1"],
                 "val_distinct_codes": val["distinct_codes"], "val_perplexity": val["perplexity"],
-                "train_seconds": elapsed, "seed": args.seed, "command": " ".join(sys.argv)}
+                "train_seconds": elapsed, "seed": args.seed, "command": " ".join(sys.argv),
+                "init_from": args.init_from, "decoder_only": args.decoder_only}
         if improved:
             best_psnr = val["psnr"]
             save_model_checkpoint(folder / "best.pt", "vqgan", cfg, model, half=True, meta=meta)
