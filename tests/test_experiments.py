@@ -39,6 +39,7 @@ def test_tiny_sweep_writes_results_and_resumes(tiny_setup, tmp_path, monkeypatch
 def test_sweep_cache_follows_the_vqgan_checkpoint(tiny_setup, tmp_path):
     """A re-trained tokenizer (same transformer) gives other images: cached rows must not be reused."""
     import torch
+
     from models.checkpoint import save_model_checkpoint
     from models.VQGAN import VQGAN
 
