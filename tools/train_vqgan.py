@@ -7,8 +7,10 @@ Loss (Esser et al. 2021, without the LPIPS term: no VGG weights offline):
 Codebook collapse guard: the codebook starts from encoder outputs of the first batch, and codes unused for
 --restart-after steps are moved onto random encoder outputs (models/VQGAN/codebook.py).
 
-The defaults are the recipe of the shipped checkpoints/vqgan.pt (about 20 minutes on 2 CPU cores with
---threads 2 --bf16; see checkpoints/README.md).
+The defaults are the recipe of stage 1 of the shipped checkpoints/vqgan.pt (about 20 minutes on 2 CPU cores
+with --threads 2 --bf16). Stage 2 fine-tuned the decoder alone on the frozen codes (--init-from STAGE1.pt
+--decoder-only), which keeps every token id and so a transformer trained on them; checkpoints/README.md has
+both commands.
 
 Outputs in --checkpoint-path: last.pt (full training state, for --resume), best.pt (weights only, float16,
 config inside; best validation PSNR), log.csv (one row per epoch). --export copies best.pt at the end.
