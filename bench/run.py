@@ -182,8 +182,17 @@ def section_steps(model, data, args, ctx) -> dict:
             "ratio": _ratio(times[256], times[8])}
 
 
+def training_images_dir(data_root: str | Path) -> Path:
+    """train/ when it exists; otherwise the committed ground_truth/ (throughput does not depend on which images,
+    and a clean clone has no train/ until `make data`)."""
+    root = Path(data_root)
+    return root / "train" if (root / "train").is_dir() else root / "ground_truth"
+
+
 def section_training(model, args, ctx) -> dict:
-    train_dir = Path(args.data_root) / "train"
+    train_dir = training_images_dir(args.data_root)
+    if train_dir.name != "train":
+        log(f"  no {Path(args.data_root) / 'train'} (run `make data` for it): timing on the images of {train_dir}")
     images, tokens, cache_t, n_cached = measure.training_loaders(model, train_dir, args.batch_size,
                                                                  args.train_batches, args.seed)
     configs = {"cache_bf16": (tokens, "bf16"), "cache_fp32": (tokens, "fp32"),
@@ -191,7 +200,7 @@ def section_training(model, args, ctx) -> dict:
     times = measure.training_throughput(model, configs, args.train_batches)
     n = args.train_batches * args.batch_size
     res = {"batch_size": args.batch_size, "batches": args.train_batches, "cache_build": _times(cache_t),
-           "cache_build_images": n_cached}
+           "cache_build_images": n_cached, "images_dir": str(train_dir)}
     for name, t in times.items():
         res[name] = {"images_per_s": n / t.wall, "images_per_cpu_s": n / max(t.cpu, 1e-9), **_times(t)}
         log(f"  {name}: {n / t.wall:.1f} images/s")

@@ -36,6 +36,18 @@ def test_quick_bench_reports_every_section(tiny_setup, tmp_path, capsys):
     assert "CPU time" in table
 
 
+def test_training_section_runs_without_a_train_split(tiny_setup, capsys):
+    """A clean clone has no data/fashion64/train until `make data`: the bench times on ground_truth/ instead."""
+    import shutil
+    d = tiny_setup["data"]
+    shutil.rmtree(d / "train")
+    shutil.copytree(d / "masked_image", d / "ground_truth")
+    results = bench.main(bench_args(tiny_setup, "--skip", "grader", "inpaint", "flops", "steps"))
+    assert results["training"]["images_dir"] == str(d / "ground_truth")
+    assert results["training"]["cache_bf16"]["images_per_s"] > 0
+    assert "make data" in capsys.readouterr().out
+
+
 def test_batched_path_matches_inpaint_batch(tiny_setup, tiny_model):
     """The bench times the same computation as inpainting.inpaint_batch (no drift between the two)."""
     import inpainting
