@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from experiments import to_uint8
 from skimage.metrics import peak_signal_noise_ratio
 
 from conftest import REPO
@@ -23,10 +24,6 @@ from utils import LoadTestData
 CKPT = REPO / "checkpoints"
 DATA = REPO / "data" / "fashion64"
 CFG = load_maskgit_config(REPO / "solutions" / "config" / "MaskGit.yml")
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    return x.clamp(-1, 1).add(1).mul(127.5).round().byte().permute(0, 2, 3, 1).numpy()
 
 
 @pytest.mark.parametrize("name,kind,config", [("vqgan.pt", "vqgan", CFG.vqgan),

@@ -42,7 +42,7 @@ for _p in (REPO / "solutions", Path(__file__).resolve().parent):
 from eval_vqgan import evaluate_reconstruction  # noqa: E402
 
 import utils  # noqa: E402
-from models.checkpoint import CheckpointError, check_config, read_checkpoint, save_model_checkpoint  # noqa: E402
+from models.checkpoint import CheckpointError, check_config, load_model_weights, read_checkpoint, save_model_checkpoint  # noqa: E402
 from models.config import ConfigError, load_vqgan_config  # noqa: E402
 from models.VQGAN import VQGAN, PatchDiscriminator  # noqa: E402
 
@@ -222,9 +222,7 @@ def train(args: argparse.Namespace) -> dict:
 
     model = VQGAN(cfg).to(device)
     if args.init_from:
-        init = read_checkpoint(args.init_from, "vqgan")
-        check_config(args.init_from, init, cfg)
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init["state_dict"].items()})
+        load_model_weights(model, args.init_from, kind="vqgan", config=cfg)
     if args.decoder_only:  # the tokens must not move: freeze everything that decides them
         for module in (model.encoder, model.codebook):
             module.requires_grad_(False)
@@ -295,8 +293,8 @@ def train(args: argparse.Namespace) -> dict:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if args.decoder_only:
-                pass  # frozen codebook: no restarts
+            if args.decoder_only:  # a frozen codebook is neither initialised from data nor restarted
+                pass
             elif step == 0 and start_epoch == 0 and not args.init_from:
                 restarted += model.codebook.restart_dead_codes(0)  # data init: the whole codebook from encoder outputs
             elif args.restart_after:
