@@ -209,11 +209,18 @@ def train(args) -> list[dict]:
         resume_from = out / "last.pt"
     if resume_from is not None and not resume_from.is_file():
         raise SystemExit(f"{resume_from}: no training state to resume from")
+    if args.init_from is not None and resume_from is not None:
+        raise SystemExit("--init-from starts a new run from trained weights; it cannot be combined with "
+                         "--resume or --start-from-epoch")
+    if args.init_from is not None and not Path(args.init_from).is_file():
+        raise SystemExit(f"--init-from: {args.init_from}: no such checkpoint file")
     if resume_from is None and (out / "last.pt").exists() and not args.overwrite:
         raise SystemExit(f"{out}: already holds a training run (last.pt); pass --resume to continue it, "
                          f"--start-from-epoch N to restart from epoch N, or --overwrite to start over")
 
-    model = load_maskgit(cfg, device)
+    model = load_maskgit(cfg, device, transformer_ckpt=args.init_from)
+    if args.init_from is not None:
+        print(f"initialised the transformer from {args.init_from} (new optimizer and schedule)")
     train_loader, val_loader = build_loaders(args, model, device)
     trainer = TrainTransformer(args, cfg, model=model, steps_per_epoch=len(train_loader))
     start, best_val = 0, math.inf
@@ -283,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-per-epoch", type=positive_int, default=1, help="write epoch_N.pt every N epochs")
     p.add_argument("--start-from-epoch", type=int, default=0, help="resume from checkpoint-path/epoch_N.pt")
     p.add_argument("--resume", action="store_true", help="resume from checkpoint-path/last.pt")
+    p.add_argument("--init-from", default=None,
+                   help="start a new run from these transformer weights (e.g. ../checkpoints/transformer.pt)")
     p.add_argument("--overwrite", action="store_true", help="start over even if checkpoint-path holds a run")
     p.add_argument("--partial", type=float, default=1.0, help="fraction of the data to use")
     p.add_argument("--num-workers", type=int, default=0, help="data-loader workers (image mode only)")

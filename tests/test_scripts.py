@@ -41,6 +41,30 @@ def test_training_writes_checkpoints_log_and_resumes(tiny_setup):
     assert len((ckpt / "log.csv").read_text().strip().splitlines()) == 4
 
 
+def test_training_init_from_starts_a_new_run_from_trained_weights(tiny_setup):
+    training_transformer.main(train_args(tiny_setup, "--epochs", "1"))
+    trained = tiny_setup["root"] / "ckpt" / "best.pt"
+    second = tiny_setup["root"] / "ckpt2"
+    # learning rate 0: the new run's weights can only be the ones it started from
+    training_transformer.main(train_args(tiny_setup, "--epochs", "1", "--learning-rate", "0", "--init-from",
+                                         str(trained), "--checkpoint-path", str(second)))
+    before = torch.load(trained, weights_only=True)["state_dict"]
+    after = torch.load(second / "best.pt", weights_only=True)["state_dict"]
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # a fresh run (no --init-from) starts from random weights instead
+    training_transformer.main(train_args(tiny_setup, "--epochs", "1", "--learning-rate", "0", "--checkpoint-path",
+                                         str(tiny_setup["root"] / "ckpt3")))
+    fresh = torch.load(tiny_setup["root"] / "ckpt3" / "best.pt", weights_only=True)["state_dict"]
+    assert not all(torch.equal(before[k], fresh[k]) for k in before)
+    with pytest.raises(SystemExit, match="cannot be combined with --resume"):
+        training_transformer.main(train_args(tiny_setup, "--epochs", "2", "--resume", "--init-from", str(trained),
+                                             "--checkpoint-path", str(second)))
+    with pytest.raises(SystemExit, match="--init-from: .*nowhere.pt: no such checkpoint file"):
+        training_transformer.main(train_args(tiny_setup, "--epochs", "1", "--overwrite", "--init-from",
+                                             str(tiny_setup["root"] / "nowhere.pt")))
+
+
 def test_training_without_token_cache_and_missing_data(tiny_setup):
     training_transformer.main(train_args(tiny_setup, "--epochs", "1", "--no-token-cache"))
     with pytest.raises(SystemExit, match="nowhere.*not found"):
