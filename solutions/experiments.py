@@ -9,7 +9,8 @@ scoring code (FID with pytorch-fid, PSNR/SSIM with scikit-image). Writes into ``
   results.csv          one row per (schedule, T, S, composite): fid, psnr, ssim, psnr_hole, ssim_hole
   results.md           the same rows as a Markdown table (for the report or README)
   gamma_curves.png     the mask schedules gamma(r)
-  fid_vs_T.png         FID against T per schedule (the paper's sweet-spot curve)
+  fid_vs_T.png         FID against T per schedule (the paper's sweet-spot curve), with the FIDs given as
+                       ``--reference biharmonic=36.16`` drawn as dotted lines to compare against
   decoding_steps.png   masked input, the image after each step, output and ground truth for a few images
 Finished (schedule, T) runs are cached in results.jsonl, so an interrupted sweep resumes where it stopped.
 """
@@ -129,7 +130,7 @@ def sweep(args) -> list[dict]:
     write_csv(out / "results.csv", rows)
     write_markdown(out / "results.md", rows)
     plot_gamma_curves(model, out / "gamma_curves.png")
-    plot_fid_vs_t(rows, out / "fid_vs_T.png")
+    plot_fid_vs_t(rows, out / "fid_vs_T.png", args.reference)
     plot_decoding_steps(model, dataset, ref, args, device, out / "decoding_steps.png")
     return rows
 
@@ -182,7 +183,9 @@ def plot_gamma_curves(model: MaskGit, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_fid_vs_t(rows: list[dict], path: Path) -> None:
+def plot_fid_vs_t(rows: list[dict], path: Path, references: list[tuple[str, float]] = ()) -> list[str]:
+    """FID against T, a solid line per schedule (dashed: composited) and a dotted one per reference
+    (a baseline's FID does not depend on T). Returns the legend labels, in drawing order."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -195,12 +198,15 @@ def plot_fid_vs_t(rows: list[dict], path: Path) -> None:
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", color=f"C{i}",
                         label=f"{mode}{' (composited)' if composite == 'on' else ''}")
+    for j, (label, fid) in enumerate(references):
+        ax.axhline(fid, linestyle=":", color=f"{0.2 + 0.25 * (j % 3):.2f}", label=f"{label} ({fid:.1f})")
     ax.set_xlabel("total iterations T")
     ax.set_ylabel("FID (lower is better)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return [line.get_label() for line in ax.get_lines()]
 
 
 @torch.no_grad()
@@ -249,6 +255,18 @@ def plot_decoding_steps(model: MaskGit, dataset, ref, args, device, path: Path, 
     plt.close(fig)
 
 
+def reference_fid(text: str) -> tuple[str, float]:
+    """``LABEL=FID`` (e.g. ``biharmonic=36.16``) for ``--reference``."""
+    label, sep, value = text.rpartition("=")
+    try:
+        fid = float(value)
+    except ValueError:
+        fid = None
+    if not sep or not label or fid is None:
+        raise argparse.ArgumentTypeError(f"expected LABEL=FID such as biharmonic=36.16, got {text!r}")
+    return label, fid
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Sweep mask schedule x T x sweet spot and score each",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -265,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(HERE / "experiments"))
     p.add_argument("--composite", choices=("off", "on", "both"), default="both",
                    help="score the raw decoder output, the output with the known pixels copied in, or both")
+    p.add_argument("--reference", nargs="+", type=reference_fid, default=[], metavar="LABEL=FID",
+                   help="FIDs to draw as horizontal lines in fid_vs_T.png (grader/baselines.py prints them)")
     p.add_argument("--limit", type=int, default=0, help="only the first N test images (0 = all)")
     p.add_argument("--fid-dims", type=int, default=2048)
     p.add_argument("--choice-temperature", type=float, default=None)

@@ -56,3 +56,18 @@ def test_sweep_cache_follows_the_vqgan_checkpoint(tiny_setup, tmp_path):
     experiments.main(argv)
     lines = (tmp_path / "exp" / "results.jsonl").read_text().splitlines()
     assert len(lines) == 2  # the second run decoded again instead of reusing the first run's row
+
+
+def test_reference_fids_are_parsed_and_drawn(tmp_path, capsys):
+    args = experiments.build_parser().parse_args(["--reference", "biharmonic=36.16", "VQGAN ceiling=27.5"])
+    assert args.reference == [("biharmonic", 36.16), ("VQGAN ceiling", 27.5)]
+    for bad in ("biharmonic", "biharmonic=low", "=36"):
+        with pytest.raises(SystemExit):
+            experiments.build_parser().parse_args(["--reference", bad])
+        assert "expected LABEL=FID such as biharmonic=36.16" in capsys.readouterr().err
+    rows = [{"mask_func": "cosine", "total_iter": t, "sweet_spot": t, "composite": c, "fid": 30.0 + t}
+            for t in (1, 4) for c in ("off", "on")]
+    labels = experiments.plot_fid_vs_t(rows, tmp_path / "a.png", args.reference)
+    assert labels == ["cosine", "cosine (composited)", "biharmonic (36.2)", "VQGAN ceiling (27.5)"]
+    assert experiments.plot_fid_vs_t(rows, tmp_path / "b.png") == ["cosine", "cosine (composited)"]
+    assert (tmp_path / "a.png").stat().st_size > 1000
