@@ -257,14 +257,13 @@ def plot_decoding_steps(model: MaskGit, dataset, ref, args, device, path: Path, 
 
 def reference_fid(text: str) -> tuple[str, float]:
     """``LABEL=FID`` (e.g. ``biharmonic=36.16``) for ``--reference``."""
-    label, sep, value = text.rpartition("=")
+    label, _, value = text.rpartition("=")
     try:
-        fid = float(value)
+        if label:
+            return label, float(value)
     except ValueError:
-        fid = None
-    if not sep or not label or fid is None:
-        raise argparse.ArgumentTypeError(f"expected LABEL=FID such as biharmonic=36.16, got {text!r}")
-    return label, fid
+        pass
+    raise argparse.ArgumentTypeError(f"expected LABEL=FID such as biharmonic=36.16, got {text!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:

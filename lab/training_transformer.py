@@ -180,8 +180,6 @@ def train(args) -> list[dict]:
     if args.init_from is not None and resume_from is not None:
         raise SystemExit("--init-from starts a new run from trained weights; it cannot be combined with "
                          "--resume or --start-from-epoch")
-    if args.init_from is not None and not Path(args.init_from).is_file():
-        raise SystemExit(f"--init-from: {args.init_from}: no such checkpoint file")
     if resume_from is None and (out / "last.pt").exists() and not args.overwrite:
         raise SystemExit(f"{out}: already holds a training run (last.pt); pass --resume to continue it, "
                          f"--start-from-epoch N to restart from epoch N, or --overwrite to start over")
