@@ -3,14 +3,17 @@
 #   make test   install what is missing, run the project's tests
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-IMPORTS := torch, torchvision, pytorch_fid, skimage, tqdm, yaml, matplotlib, pytest, pytest_timeout
+IMPORTS := torch, torchvision, pytorch_fid, skimage, tqdm, yaml, matplotlib, pytest, pytest_timeout, ruff
+# the kit's package must be installed from this very folder (editable), not from another clone
+THIS_KIT := import maskgit_kit, pathlib, sys; sys.exit(pathlib.Path(maskgit_kit.__file__).resolve().parents[1] != pathlib.Path.cwd().resolve())
 
 .PHONY: setup packages fashion-mnist fid-weights demo test grade lab lab-check data lint
 
 setup: packages fashion-mnist fid-weights
 
 packages:
-	@$(PYTHON) -c "import $(IMPORTS)" 2>/dev/null || $(PYTHON) -m pip install -r requirements.txt
+	@($(PYTHON) -c "import $(IMPORTS)" && $(PYTHON) -c "$(THIS_KIT)") 2>/dev/null \
+	  || $(PYTHON) -m pip install -r requirements.txt
 
 # Only training needs the raw Fashion-MNIST (the test split is committed); a failure here is not fatal.
 fashion-mnist:
@@ -20,11 +23,11 @@ fashion-mnist:
 	  || echo "warning: dataset-fashion-mnist not installed; tools/prepare_data.py will try torchvision's download"
 
 fid-weights:
-	@$(PYTHON) tools/fid_weights.py
+	@$(PYTHON) -m maskgit_kit.fid_weights
 
 demo: setup
 	cd solutions && $(PYTHON) inpainting.py --sweet-spot 8
-	$(PYTHON) grader/score.py --predicted-path solutions/test_results
+	$(PYTHON) -m maskgit_kit.scoring.score --predicted-path solutions/test_results
 
 test: setup
 	$(PYTHON) -m pytest tests -q
@@ -41,5 +44,5 @@ lab-check:
 data:
 	@test -d data/fashion64/train || $(PYTHON) tools/prepare_data.py fashion-mnist --splits train,val
 
-lint:
-	$(PYTHON) -m ruff check solutions lab grader tools tests bench
+lint: packages
+	$(PYTHON) -m ruff check .

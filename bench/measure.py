@@ -14,7 +14,6 @@ import os
 import platform
 import resource
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,16 +21,23 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "solutions"))
+from maskgit_kit import labtree
+from maskgit_kit.paths import KIT_ROOT as REPO
 
-from inpainting import image_generators, iterative_decoding, precision_context, tokenize_masked  # noqa: E402
-from models.config import MaskGitConfig, load_maskgit_config  # noqa: E402
-from models.VQGAN import VQGAN, load_vqgan  # noqa: E402
-from models.VQGAN_Transformer import MaskGit  # noqa: E402
-from token_cache import encode_folder, token_loader  # noqa: E402
-from training_transformer import TrainTransformer  # noqa: E402
-from utils import LoadTestData, LoadTrainData  # noqa: E402
+REFERENCE = labtree.activate(REPO / "solutions")  # the benchmark times the reference implementation
+inpainting = REFERENCE.module("inpainting")
+image_generators, iterative_decoding = inpainting.image_generators, inpainting.iterative_decoding
+precision_context, tokenize_masked = inpainting.precision_context, inpainting.tokenize_masked
+_config = REFERENCE.module("models.config")
+MaskGitConfig, load_maskgit_config = _config.MaskGitConfig, _config.load_maskgit_config
+_vqgan = REFERENCE.module("models.VQGAN")
+VQGAN, load_vqgan = _vqgan.VQGAN, _vqgan.load_vqgan
+MaskGit = REFERENCE.module("models.VQGAN_Transformer").MaskGit
+_token_cache = REFERENCE.module("token_cache")
+encode_folder, token_loader = _token_cache.encode_folder, _token_cache.token_loader
+TrainTransformer = REFERENCE.module("training_transformer").TrainTransformer
+_utils = REFERENCE.module("utils")
+LoadTestData, LoadTrainData = _utils.LoadTestData, _utils.LoadTrainData
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ Sections (``--skip`` leaves some out):
             matmul peaks of this machine.
   steps     T = 8 vs T = 256 with the same model on a subset.
   training  transformer training images/s: token cache vs VQGAN encoding every batch, bf16 vs fp32.
-  grader    wall time of ``pytest grader/ --impl solutions`` and of ``grader/score.py`` (when they exist).
+  grader    wall time of ``pytest grader/ --impl solutions`` and of ``maskgit_kit/scoring/score.py`` (when they exist).
 Runs with the shipped checkpoints when present, random weights otherwise (timings do not depend on them).
 Every ratio is given by wall time and by CPU time of this process: when other jobs share the cores, the
 methods compared are interleaved so that they see the same load, and CPU time is the steadier figure.
@@ -30,13 +30,12 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # before torch imports tqdm: the loo
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import measure  # noqa: E402  (bench/ is this script's own folder)
+from maskgit_kit import atomic  # noqa: E402
+from maskgit_kit.images import tensor_to_image  # noqa: E402
+from measure import REFERENCE, REPO  # noqa: E402
 
-import measure  # noqa: E402
-from measure import REPO  # noqa: E402
-
-import inpainting  # noqa: E402
-from utils import tensor_to_image  # noqa: E402
+inpainting = REFERENCE.module("inpainting")
 
 SECTIONS = ("inpaint", "flops", "steps", "training", "grader")
 TARGETS = {"batched_speedup": 5.0, "bf16_peak_fraction": 0.40, "t8_vs_t256": 25.0, "token_cache_speedup": 3.0}
@@ -221,7 +220,7 @@ def section_grader(args, ctx) -> dict:
     inpainted = ctx.get("inpainted")
     full = len(measure.LoadTestData(Path(args.data_root) / "masked_image", Path(args.data_root) / "mask64"))
     if not score.is_file():
-        res["score"] = {"note": "skipped: grader/score.py does not exist yet"}
+        res["score"] = {"note": "skipped: maskgit_kit/scoring/score.py does not exist yet"}
     elif inpainted is None:
         res["score"] = {"note": "skipped: needs the inpaint section's images"}
     elif len(ctx["indices"]) != full:
@@ -322,7 +321,7 @@ def table_rows(results: dict) -> list[tuple[str, str, str, str, str]]:
                 {"wall": tr[name]["images_per_s"], "cpu": tr[name]["images_per_cpu_s"]})
     gr = results.get("grader")
     if gr:
-        labels = {"pytest": "5 pytest grader/ --impl solutions, s", "score": "5 grader/score.py (747 imgs), s",
+        labels = {"pytest": "5 pytest grader/ --impl solutions, s", "score": "5 maskgit-score (747 imgs), s",
                   "score_bf16": "  score.py on the bf16 images, s", "score_fp32": "  score.py on the fp32 images, s"}
         for key, r in gr.items():
             label = labels.get(key, key)
@@ -356,11 +355,7 @@ def print_report(results: dict) -> None:
 
 
 def write_json(results: dict, path: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic.write_json(path, results, default=str, allow_nan=True)
 
 
 def run(args) -> dict:

@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from _check import expect, expect_tensor, max_abs_diff
+
+from maskgit_kit.autograder.check import expect, expect_tensor, max_abs_diff
 
 LAYER = "models.Transformer.modules.layer"
 FORBIDDEN = ("MultiheadAttention", "scaled_dot_product_attention", "multi_head_attention_forward")

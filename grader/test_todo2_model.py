@@ -11,8 +11,9 @@ import _standins
 import _tiny
 import pytest
 import torch
-from _check import expect, expect_tensor, max_abs_diff, short, unpack
 from _tiny import K, N
+
+from maskgit_kit.autograder.check import expect, expect_tensor, max_abs_diff, short, unpack
 
 MODES = {"cosine": "cos(pi/2 * r)", "linear": "1 - r", "square": "1 - r^2"}
 

@@ -12,8 +12,9 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from _check import expect, short, unpack
 from torch.utils.data import DataLoader, TensorDataset
+
+from maskgit_kit.autograder.check import expect, short, unpack
 
 K, N = 16, 16
 IGNORE = -100

@@ -10,8 +10,9 @@ import _standins
 import _tiny
 import pytest
 import torch
-from _check import expect, expect_tensor, unpack
 from _tiny import K, N
+
+from maskgit_kit.autograder.check import expect, expect_tensor, unpack
 
 
 @pytest.fixture

@@ -12,9 +12,10 @@ import _tiny
 import numpy as np
 import pytest
 import torch
-from _check import expect, expect_tensor, short, unpack
 from _tiny import K
 from PIL import Image
+
+from maskgit_kit.autograder.check import expect, expect_tensor, short, unpack
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@
     python experiments.py --mask-funcs cosine --total-iters 8 --limit 100   # a quick look
 
 For every (schedule, T) the test images are decoded once; the prediction after step S (the "sweet
-spot", S <= T) is scored for every requested S, with and without pixel compositing, using the grader's
+spot", S <= T) is scored for every requested S, with and without pixel compositing, using the kit.s
 scoring code (FID with pytorch-fid, PSNR/SSIM with scikit-image). Writes into ``--out``:
   results.csv          one row per (schedule, T, S, composite): fid, psnr, ssim, psnr_hole, ssim_hole
   results.md           the same rows as a Markdown table (for the report or README)
@@ -20,7 +20,6 @@ import argparse
 import csv
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,15 +28,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(1, str(HERE.parent))  # the repository root, for grader.scoring
+from hole_fill import PREFILLS
+from inpainting import image_generators, iterative_decoding, keep_freed_memory, precision_context, tokenize_masked
+from models.config import load_maskgit_config
+from models.VQGAN_Transformer import MASK_FUNCS, MaskGit, load_maskgit
+from utils import DEFAULT_DATA_ROOT, LoadTestData, resolve_device
 
-from hole_fill import PREFILLS  # noqa: E402
-from inpainting import image_generators, iterative_decoding, keep_freed_memory, precision_context, tokenize_masked  # noqa: E402
-from models.config import load_maskgit_config  # noqa: E402
-from models.VQGAN_Transformer import MASK_FUNCS, MaskGit, load_maskgit  # noqa: E402
-from utils import DEFAULT_DATA_ROOT, LoadTestData, resolve_device  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 METRIC_FIELDS = ("fid", "psnr", "ssim", "psnr_hole", "ssim_hole", "n")
 CSV_FIELDS = ("mask_func", "total_iter", "sweet_spot", "composite", "prefill", "precision", *METRIC_FIELDS)
@@ -76,8 +73,8 @@ def decode_sweet_spots(model: MaskGit, loader, total_iter: int, spots: list[int]
 
 
 def sweep(args) -> list[dict]:
-    from grader.scoring.fid import InceptionFeatures
-    from grader.scoring.scorer import Reference, prepare_reference, score_images
+    from maskgit_kit.scoring.fid import InceptionFeatures
+    from maskgit_kit.scoring.scorer import Reference, prepare_reference, score_images
 
     cfg = load_maskgit_config(args.config)
     device = resolve_device(args.device)
@@ -136,7 +133,7 @@ def sweep(args) -> list[dict]:
 
 
 def _subset_stats(features, images):
-    from grader.scoring.fid import statistics
+    from maskgit_kit.scoring.fid import statistics
     return statistics(features(images))
 
 
@@ -283,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--composite", choices=("off", "on", "both"), default="both",
                    help="score the raw decoder output, the output with the known pixels copied in, or both")
     p.add_argument("--reference", nargs="+", type=reference_fid, default=[], metavar="LABEL=FID",
-                   help="FIDs to draw as horizontal lines in fid_vs_T.png (grader/baselines.py prints them)")
+                   help="FIDs to draw as horizontal lines in fid_vs_T.png (maskgit-baselines prints them)")
     p.add_argument("--limit", type=int, default=0, help="only the first N test images (0 = all)")
     p.add_argument("--fid-dims", type=int, default=2048)
     p.add_argument("--choice-temperature", type=float, default=None)

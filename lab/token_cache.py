@@ -1,9 +1,10 @@
 """Pre-computed VQGAN token ids for transformer training.
 
 Why: the VQGAN is frozen in stage 2, so encoding the same training images every epoch (the course's
-``forward``) repeats identical work. Encoding once and training on the cached int16 ids is several times
-faster on a CPU. The cache key hashes the VQGAN checkpoint and every image file's content, so a new
-checkpoint or changed data is never served stale.
+``forward``) repeats identical work. Encoding once and training on the cached int16 ids saves the encoder's
+share of each step: 1.14x per epoch on the kit's 2-core CPU with the shipped VQGAN (its encoder is about 15 %
+of a step), more with the course's larger VQGAN. The cache key hashes the VQGAN checkpoint and every image
+file's content, so a new checkpoint or changed data is never served stale.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
-from models.checkpoint import atomic_torch_save
+from maskgit_kit.atomic import torch_save as atomic_torch_save
 from utils import LoadTrainData
 
 

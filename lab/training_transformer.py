@@ -12,7 +12,6 @@ import contextlib
 import csv
 import dataclasses
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -21,14 +20,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from models.checkpoint import CheckpointError, atomic_torch_save, read_checkpoint, save_model_checkpoint
+from models.config import ConfigError, load_maskgit_config
+from models.VQGAN_Transformer import IGNORE_INDEX, MaskGit, load_maskgit
+from token_cache import load_or_build_tokens, token_loader
+from utils import DEFAULT_DATA_ROOT, DataError, LoadTrainData, resolve_device
 
-from models.checkpoint import CheckpointError, atomic_torch_save, read_checkpoint, save_model_checkpoint  # noqa: E402
-from models.config import ConfigError, load_maskgit_config  # noqa: E402
-from models.VQGAN_Transformer import IGNORE_INDEX, MaskGit, load_maskgit  # noqa: E402
-from token_cache import load_or_build_tokens, token_loader  # noqa: E402
-from utils import DEFAULT_DATA_ROOT, DataError, LoadTrainData, resolve_device  # noqa: E402
+HERE = Path(__file__).resolve().parent  # defaults are relative to this script's folder
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:

@@ -27,14 +27,13 @@ from torch.utils.data import DataLoader
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from hole_fill import PREFILLS, prefill_holes
+from models.checkpoint import CheckpointError
+from models.config import ConfigError, load_maskgit_config
+from models.VQGAN_Transformer import MASK_FUNCS, MaskGit, load_maskgit
+from utils import DEFAULT_DATA_ROOT, DataError, LoadTestData, resolve_device, tensor_to_image
 
-from hole_fill import PREFILLS, prefill_holes  # noqa: E402
-from models.checkpoint import CheckpointError  # noqa: E402
-from models.config import ConfigError, load_maskgit_config  # noqa: E402
-from models.VQGAN_Transformer import MASK_FUNCS, MaskGit, load_maskgit  # noqa: E402
-from utils import DEFAULT_DATA_ROOT, DataError, LoadTestData, resolve_device, tensor_to_image  # noqa: E402
+HERE = Path(__file__).resolve().parent  # defaults are relative to this script's folder
 
 OUTPUT_DIRS = ("test_results", "mask_scheduling", "imga")
 

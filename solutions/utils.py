@@ -18,54 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_ROOT = REPO_ROOT / "data" / "fashion64"
-IMAGE_SIZE = 64
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-
-
-class DataError(ValueError):
-    """A data folder or file is missing or not in the expected format."""
-
-
-def list_images(folder: str | Path, what: str = "images") -> list[Path]:
-    """Sorted image files of ``folder``; raises if the folder is missing or holds no images."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: {what} folder not found")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise DataError(f"{folder}: no {what} found (expected *.png files)")
-    return files
-
-
-def read_image(path: Path, mode: str = "RGB", size: int = IMAGE_SIZE) -> np.ndarray:
-    """Read one image as uint8 array, insisting on ``mode`` and ``size`` x ``size``."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            found_mode, found_size = img.mode, img.size
-            arr = np.asarray(img)
-    except Exception as exc:
-        raise DataError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
-    if found_size != (size, size):
-        raise DataError(f"{path}: expected {size}x{size} pixels, found {found_size[0]}x{found_size[1]}")
-    if found_mode != mode:
-        raise DataError(f"{path}: expected image mode {mode}, found {found_mode}")
-    return arr
-
-
-def image_to_tensor(arr: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) -> float (3, H, W) in [-1, 1]."""
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div(127.5).sub(1.0)
-
-
-def tensor_to_image(x: torch.Tensor) -> np.ndarray:
-    """float (3, H, W) in [-1, 1] -> uint8 (H, W, 3); values outside the range are clipped."""
-    return x.detach().float().clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+from maskgit_kit.device import resolve_device  # noqa: F401  (the scripts import it from here)
+from maskgit_kit.images import IMAGE_SIZE, DataError, image_to_tensor, list_images, read_image, tensor_to_image  # noqa: F401
+from maskgit_kit.paths import DATA_ROOT as DEFAULT_DATA_ROOT  # noqa: F401
 
 
 class LoadTrainData(Dataset):
@@ -134,20 +91,3 @@ class LoadTestData(Dataset):
         """Read every file once so that a bad one fails before any output is written."""
         for i in range(len(self)):
             self[i]
-
-
-def LoadMaskData(root: str | Path, image_size: int = IMAGE_SIZE) -> list[torch.Tensor]:
-    """All masks of a folder as (1, H, W) float tensors in {0, 1} (1 = known), sorted by name."""
-    return [torch.from_numpy((read_image(p, "L", image_size) >= 128).astype(np.float32))[None]
-            for p in list_images(root, "masks")]
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is available (use --device cpu or auto)")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise SystemExit(f"--device {name}: expected auto, cpu or cuda")
-    return torch.device(name)

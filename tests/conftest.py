@@ -1,6 +1,12 @@
-"""Shared fixtures: the reference implementation on sys.path and tiny, fast model configs and data."""
+"""Shared fixtures: the reference implementation (solutions/, activated through the kit's lab loader), the kit's
+scripts loaded by path, and tiny, fast model configs and data.
+
+Test modules import the reference by its course names (``from models.VQGAN_Transformer import MaskGit``): this
+file activates ``solutions/`` before pytest imports them.
+"""
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -10,12 +16,33 @@ import torch
 import yaml
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "solutions"))
-sys.path.insert(0, str(REPO / "tools"))
+from maskgit_kit import labtree
 
-from models.checkpoint import save_model_checkpoint  # noqa: E402
-from models.config import load_maskgit_config  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
+REFERENCE = labtree.activate(REPO / "solutions")
+save_model_checkpoint = REFERENCE.module("models.checkpoint").save_model_checkpoint
+load_maskgit_config = REFERENCE.module("models.config").load_maskgit_config
+
+
+def load_script(path: Path):
+    """Import a script of the kit (``tools/*.py``, ``bench/*.py``) by its path, under its file name, once.
+
+    Scripts find their sibling scripts as Python does when they run (their own folder first), so a script
+    whose siblings it imports is loaded after them (``load_script(eval_vqgan)`` before ``train_vqgan``)."""
+    path = Path(path)
+    name = path.stem
+    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def tool(name: str):
+    """``tools/NAME.py`` as a module."""
+    return load_script(REPO / "tools" / f"{name}.py")
 
 TINY_VQGAN = {"image_channels": 3, "image_size": 64, "channels": [8, 16, 16], "num_res_blocks": 1,
               "attn_resolutions": [], "latent_dim": 8, "num_codebook_vectors": 16, "beta": 0.25,

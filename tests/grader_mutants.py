@@ -1,7 +1,7 @@
-"""Buggy variants of the reference solution (the bugs students commonly make, NOTES.md section 1).
+"""Buggy variants of the reference solution: the bugs students commonly make (grader/README.md lists them).
 
 Each mutant is one text replacement in one student file of solutions/; ``write_submission`` writes the four
-student files, with the bug, into a folder that ``grader/batch_grade.py`` grades like a student submission.
+student files, with the bug, into a folder that ``tools/batch_grade.py`` grades like a student submission.
 """
 from __future__ import annotations
 

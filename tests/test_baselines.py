@@ -1,9 +1,8 @@
-"""grader/baselines.py: each baseline fills only the hole, the VQGAN ceiling loads the kit's checkpoint,
+"""maskgit_kit/scoring/baselines.py: each baseline fills only the hole, the VQGAN ceiling loads the kit's checkpoint,
 the table scores them all, and their images are reused while the inputs are unchanged."""
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -12,15 +11,14 @@ from PIL import Image
 from test_score import make_benchmark, write_folder
 
 from conftest import REPO, TINY_VQGAN
+from maskgit_kit.scoring import baselines
+from maskgit_kit.scoring import fid as fidmod
 
-sys.path.insert(0, str(REPO / "grader"))
-
-import baselines  # noqa: E402
-from scoring import fid as fidmod  # noqa: E402
+SOLUTIONS = REPO / "solutions"  # the tree conftest.py activated (its VQGAN code is the same as lab/'s)
 
 needs_weights = pytest.mark.skipif(not fidmod.weights_path().is_file(),
                                    reason=f"FID Inception weights not at {fidmod.weights_path()} "
-                                          "(run python tools/fid_weights.py); no downloads in unit tests")
+                                          "(run python -m maskgit_kit.fid_weights); no downloads in unit tests")
 
 
 def smooth_images(n=4, size=32):
@@ -73,13 +71,13 @@ def test_vqgan_ceiling_uses_the_kit_checkpoint(tmp_path):
     torch.manual_seed(0)
     save_model_checkpoint(tmp_path / "vqgan.pt", "vqgan", cfg, VQGAN(cfg))
     gt = smooth_images(3, 64)
-    out = baselines.vqgan_reconstruction(gt, cfg_path, tmp_path / "vqgan.pt", batch_size=2)
+    out = baselines.vqgan_reconstruction(gt, cfg_path, tmp_path / "vqgan.pt", batch_size=2, lab=SOLUTIONS)
     assert out.shape == gt.shape and out.dtype == np.uint8
     with pytest.raises(baselines.BaselineSkipped, match="missing.pt not found"):
-        baselines.vqgan_reconstruction(gt, cfg_path, tmp_path / "missing.pt")
+        baselines.vqgan_reconstruction(gt, cfg_path, tmp_path / "missing.pt", lab=SOLUTIONS)
     (tmp_path / "broken.pt").write_bytes(b"junk")
     with pytest.raises(baselines.BaselineSkipped, match="not a readable torch checkpoint"):
-        baselines.vqgan_reconstruction(gt, cfg_path, tmp_path / "broken.pt")
+        baselines.vqgan_reconstruction(gt, cfg_path, tmp_path / "broken.pt", lab=SOLUTIONS)
 
 
 @needs_weights

@@ -1,16 +1,13 @@
 """bench/run.py end to end with --quick on a tiny model: every section runs and reports its figures."""
 import json
-import sys
 
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, load_script
 
-sys.path.insert(0, str(REPO / "bench"))
-
-import measure  # noqa: E402
-import run as bench  # noqa: E402
+measure = load_script(REPO / "bench" / "measure.py")
+bench = load_script(REPO / "bench" / "run.py")
 
 
 def bench_args(setup, *extra):

@@ -9,7 +9,7 @@ import pytest
 WEIGHTS = Path.home() / ".cache" / "torch" / "hub" / "checkpoints" / "pt_inception-2015-12-05-6726825d.pth"
 
 
-@pytest.mark.skipif(not WEIGHTS.is_file(), reason="FID weights not installed (run python tools/fid_weights.py)")
+@pytest.mark.skipif(not WEIGHTS.is_file(), reason="FID weights not installed (run python -m maskgit_kit.fid_weights)")
 def test_tiny_sweep_writes_results_and_resumes(tiny_setup, tmp_path, monkeypatch):
     d = tiny_setup["data"]
     gt = d / "ground_truth"
@@ -35,7 +35,7 @@ def test_tiny_sweep_writes_results_and_resumes(tiny_setup, tmp_path, monkeypatch
     assert list(csv.DictReader((out / "results.csv").open())) == rows
 
 
-@pytest.mark.skipif(not WEIGHTS.is_file(), reason="FID weights not installed (run python tools/fid_weights.py)")
+@pytest.mark.skipif(not WEIGHTS.is_file(), reason="FID weights not installed (run python -m maskgit_kit.fid_weights)")
 def test_sweep_cache_follows_the_vqgan_checkpoint(tiny_setup, tmp_path):
     """A re-trained tokenizer (same transformer) gives other images: cached rows must not be reused."""
     import torch

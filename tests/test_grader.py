@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tool
+
 REPO = Path(__file__).resolve().parent.parent
 GRADER = REPO / "grader"
 LEAN = ["-p", "no:cacheprovider", "-p", "no:hypothesispytest"]
@@ -19,7 +20,7 @@ VISIBILITY = {"hidden", "after_due_date", "after_published", "visible"}
 
 
 def validate_gradescope(data: dict) -> None:
-    """The results.json field list of ../shared/NOTES.md section 7, with types and consistent scores."""
+    """The results.json fields of Gradescope's autograder specification, with types and consistent scores."""
     for key, kind in (("score", (int, float)), ("execution_time", (int, float)), ("output", str),
                       ("visibility", str), ("stdout_visibility", str), ("tests", list)):
         assert isinstance(data.get(key), kind), f"top-level {key}: {data.get(key)!r}"
@@ -34,28 +35,13 @@ def validate_gradescope(data: dict) -> None:
     assert abs(data["score"] - sum(t["score"] for t in data["tests"])) < 1e-6
 
 
-def load_grader_module(name: str):
-    """A grader support module, loaded by path without putting grader/ on this process's sys.path for good."""
-    added = str(GRADER) not in sys.path
-    if added:
-        sys.path.append(str(GRADER))
-    try:
-        spec = importlib.util.spec_from_file_location(f"grader_{name}", GRADER / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        if added:
-            sys.path.remove(str(GRADER))
-
-
 def pytest_run(*args, cwd=REPO):
     return subprocess.run([sys.executable, "-m", "pytest", *args, *LEAN], cwd=cwd, capture_output=True, text=True,
                           timeout=300)
 
 
 def test_points_table_covers_every_check_and_adds_up_to_100():
-    points = load_grader_module("_points")
+    from maskgit_kit.autograder import points
     tests = set()
     for path in GRADER.glob("test_*.py"):
         tree = ast.parse(path.read_text())
@@ -103,7 +89,7 @@ def test_plain_pytest_at_the_root_leaves_the_grader_out(tmp_path):
 
 @pytest.fixture
 def batch():
-    return load_grader_module("batch_grade")
+    return tool("batch_grade")
 
 
 def test_batch_finds_student_files_nested_or_flattened(batch, tmp_path):
@@ -141,7 +127,8 @@ def test_batch_bad_input_is_one_clear_error(tmp_path, case, message):
         out.write_text("keep me\n")
     if case == "bad_base":
         args[-1] = str(tmp_path / "nowhere")
-    proc = subprocess.run([sys.executable, str(GRADER / "batch_grade.py"), *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "batch_grade.py"), *args], capture_output=True,
+                          text=True,
                           timeout=120)
     assert proc.returncode != 0 and message in proc.stderr
     if case == "out_exists":

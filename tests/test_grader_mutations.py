@@ -2,7 +2,7 @@
 bug; the generated lab stubs score 0 and the reference 100; its Gradescope JSON stays valid whatever the student
 code does (raises at import, sys.exit, prints, loops forever, kills the process).
 
-All submissions are graded by one ``grader/batch_grade.py`` run (one child process each, two at a time), the way
+All submissions are graded by one ``tools/batch_grade.py`` run (one child process each, two at a time), the way
 an instructor grades a class.
 """
 from __future__ import annotations
@@ -14,18 +14,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import make_lab
 import pytest
 from grader_mutants import ENDLESS_LOOP, HARD_EXIT, IMPORT_ERROR, MUTANTS, NOISY_EXIT, write_submission
 from test_grader import validate_gradescope
 
+from conftest import tool
+
 REPO = Path(__file__).resolve().parent.parent
+make_lab = tool("make_lab")
 POINTS = {"TODO1": 30.0, "TODO2": 35.0, "TODO3": 35.0}
 
 
 def run_batch(lab: Path, subs: Path, out: Path, *pytest_args: str, env=None) -> tuple[dict, Path]:
     results = out / "results"
-    cmd = [sys.executable, str(REPO / "grader" / "batch_grade.py"), str(subs), "--out", str(out / "grades.csv"),
+    cmd = [sys.executable, str(REPO / "tools" / "batch_grade.py"), str(subs), "--out", str(out / "grades.csv"),
            "--base", str(lab), "--jobs", "2", "--timeout", "300", "--results-dir", str(results), "--", *pytest_args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr

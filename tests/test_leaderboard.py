@@ -1,10 +1,9 @@
-"""grader/leaderboard.py on a generated class: ranking, invalid submissions, the score cache, the outputs."""
+"""The leaderboard on a generated class: ranking, invalid submissions, the score cache, the outputs."""
 from __future__ import annotations
 
 import csv
 import json
 import shutil
-import sys
 from html.parser import HTMLParser
 
 import numpy as np
@@ -12,16 +11,12 @@ import pytest
 from PIL import Image
 from test_score import make_benchmark, noisy, write_folder
 
-from conftest import REPO
-
-sys.path.insert(0, str(REPO / "grader"))
-
-import leaderboard  # noqa: E402
-from scoring import fid as fidmod  # noqa: E402
+from maskgit_kit.scoring import fid as fidmod
+from maskgit_kit.scoring import leaderboard
 
 pytestmark = pytest.mark.skipif(not fidmod.weights_path().is_file(),
                                 reason=f"FID Inception weights not at {fidmod.weights_path()} "
-                                       "(run python tools/fid_weights.py); no downloads in unit tests")
+                                       "(run python -m maskgit_kit.fid_weights); no downloads in unit tests")
 
 
 @pytest.fixture(scope="module")

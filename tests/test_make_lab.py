@@ -1,14 +1,14 @@
 """Tests for tools/make_lab.py on a small fake solutions tree in tmp_path (never the real solutions/ or lab/)."""
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import tool
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
-import make_lab  # noqa: E402  (found through the sys.path insert above)
+make_lab = tool("make_lab")
 
 SOLVED = '''\
 """A fake student module."""

@@ -1,4 +1,4 @@
-"""grader/score.py and grader/scoring/: validation, metrics, FID, the statistics cache and the points table.
+"""maskgit-score and maskgit_kit.scoring: validation, metrics, FID, the statistics cache and the points table.
 
 Tiny generated benchmarks (a dozen 32x32 crops of scikit-image's photos) and FID on Inception's first block
 (64-d) keep each test to seconds. FID tests skip, saying why, when the Inception weights are not in place.
@@ -7,26 +7,21 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from conftest import REPO
-
-sys.path.insert(0, str(REPO / "grader"))
-
-import score  # noqa: E402
-from scoring import fid as fidmod  # noqa: E402
-from scoring.metrics import PSNR_CAP, image_metrics, pixel_metrics  # noqa: E402
-from scoring.points import FID_POINTS, fid_points  # noqa: E402
-from scoring.validation import SubmissionError, benchmark_from_ground_truth, load_images  # noqa: E402
+from maskgit_kit.scoring import fid as fidmod
+from maskgit_kit.scoring import score
+from maskgit_kit.scoring.metrics import PSNR_CAP, image_metrics, pixel_metrics
+from maskgit_kit.scoring.points import FID_POINTS, fid_points
+from maskgit_kit.scoring.validation import SubmissionError, benchmark_from_ground_truth, load_images
 
 needs_weights = pytest.mark.skipif(not fidmod.weights_path().is_file(),
                                    reason=f"FID Inception weights not at {fidmod.weights_path()} "
-                                          "(run python tools/fid_weights.py); no downloads in unit tests")
+                                          "(run python -m maskgit_kit.fid_weights); no downloads in unit tests")
 SIZE = 32
 
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 import csv
 import dataclasses
 
-import eval_vqgan
 import pytest
 import torch
-import train_vqgan
 
-from conftest import TINY_VQGAN, write_images
+from conftest import TINY_VQGAN, tool, write_images
 from models.checkpoint import CheckpointError, save_model_checkpoint
 from models.config import VQGANConfig
 from models.VQGAN import VQGAN, Codebook, PatchDiscriminator, codebook_usage, load_vqgan
+
+eval_vqgan = tool("eval_vqgan")
+train_vqgan = tool("train_vqgan")
 
 
 def tiny_cfg(**changes) -> VQGANConfig:

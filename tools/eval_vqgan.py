@@ -5,6 +5,7 @@ collapsed codebook leaves the transformer few tokens. PSNR and SSIM come from ``
 uint8 images (data_range 255), averaged over images; codebook usage (distinct ids, perplexity) is counted
 over all tokens of the folder.
 
+_vqgan = REFERENCE.module("models.VQGAN")
     python tools/eval_vqgan.py --checkpoint checkpoints/vqgan.pt --images data/fashion64/ground_truth
 """
 from __future__ import annotations
@@ -19,14 +20,16 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch.utils.data import DataLoader
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO / "solutions") not in sys.path:
-    sys.path.insert(0, str(REPO / "solutions"))
+from maskgit_kit import labtree
+from maskgit_kit.paths import KIT_ROOT as REPO
 
-import utils  # noqa: E402
-from models.checkpoint import CheckpointError  # noqa: E402
-from models.config import ConfigError, load_vqgan_config  # noqa: E402
-from models.VQGAN import VQGAN, codebook_usage, load_vqgan  # noqa: E402
+REFERENCE = labtree.activate(REPO / "solutions")  # the VQGAN code is given, the same in lab/ and solutions/
+utils = REFERENCE.module("utils")
+CheckpointError = REFERENCE.module("models.checkpoint").CheckpointError
+_config = REFERENCE.module("models.config")
+ConfigError, load_vqgan_config = _config.ConfigError, _config.load_vqgan_config
+_vqgan = REFERENCE.module("models.VQGAN")
+VQGAN, codebook_usage, load_vqgan = _vqgan.VQGAN, _vqgan.codebook_usage, _vqgan.load_vqgan
 
 DEFAULT_CONFIG = REPO / "solutions" / "config" / "VQGAN.yml"
 DEFAULT_CHECKPOINT = REPO / "checkpoints" / "vqgan.pt"

@@ -34,14 +34,14 @@ import json
 import math
 import os
 import re
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
+
+from maskgit_kit import atomic
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IMAGE_SIZE = 64
@@ -274,10 +274,9 @@ def _write_png(arr: np.ndarray, path: Path, mode: str) -> None:
 
 def write_split(out: Path, split: PreparedSplit, seed: int, progress: bool = True) -> dict:
     """Write one split into a temp folder under ``out`` and move it into place; returns its stats."""
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{split.name}-", dir=out))
-    try:
-        names = TEST_DIRS if split.name == "test" else (split.name,)
+    names = TEST_DIRS if split.name == "test" else (split.name,)
+    # written under a staging folder and moved into place only once every file is there
+    with atomic.replacing_dirs(out, names) as tmp:
         for d in names:
             (tmp / d).mkdir()
         coverages = []
@@ -295,17 +294,6 @@ def write_split(out: Path, split: PreparedSplit, seed: int, progress: bool = Tru
                 _write_png(apply_mask(img, mask), tmp / "masked_image" / f"image_{k:03d}.png", "RGB")
             else:
                 _write_png(img, tmp / split.name / f"{k:05d}.png", "RGB")
-        # Move into place only once every file is written; the old split is removed only after that.
-        for d in names:
-            target = out / d
-            if target.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".old-{d}-", dir=out))
-                os.replace(target, old / d)
-            os.replace(tmp / d, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for old in out.glob(".old-*"):
-            shutil.rmtree(old, ignore_errors=True)
     stats = {"count": len(split.source_indices)}
     if coverages:
         c = np.array(coverages)
@@ -382,12 +370,10 @@ def write_meta(out: Path, meta_update: dict, split_stats: dict[str, dict]) -> di
             meta = {}  # a different source or seed: the old entries describe data that is being replaced
     meta.update(meta_update)
     meta.setdefault("splits", {}).update(split_stats)
-    tmp = path.with_suffix(".json.tmp")
     text = json.dumps(meta, indent=1)
     # one line per list of numbers/paths (747 test indices would otherwise take 747 lines)
     text = re.sub(r"\[\s*([^\[\]{}]*?)\s*\]", lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", text)
-    tmp.write_text(text + "\n")
-    os.replace(tmp, path)
+    atomic.write_text(path, text + "\n")
     return meta
 
 

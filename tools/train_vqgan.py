@@ -15,6 +15,7 @@ both commands.
 Outputs in --checkpoint-path: last.pt (full training state, for --resume), best.pt (weights only, float16,
 config inside; best validation PSNR), log.csv (one row per epoch). --export copies best.pt at the end.
 
+_vqgan = REFERENCE.module("models.VQGAN")
     python tools/train_vqgan.py --threads 2 --bf16 --export my_vqgan.pt
 """
 from __future__ import annotations
@@ -22,10 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,17 +32,19 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, RandomSampler
 from tqdm import tqdm
 
-REPO = Path(__file__).resolve().parent.parent
-for _p in (REPO / "solutions", Path(__file__).resolve().parent):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
+from eval_vqgan import REFERENCE, evaluate_reconstruction  # tools/ is this script's own folder
+from maskgit_kit import atomic
+from maskgit_kit.paths import KIT_ROOT as REPO
 
-from eval_vqgan import evaluate_reconstruction  # noqa: E402
-
-import utils  # noqa: E402
-from models.checkpoint import CheckpointError, check_config, load_model_weights, read_checkpoint, save_model_checkpoint  # noqa: E402
-from models.config import ConfigError, load_vqgan_config  # noqa: E402
-from models.VQGAN import VQGAN, PatchDiscriminator  # noqa: E402
+utils = REFERENCE.module("utils")
+_checkpoint = REFERENCE.module("models.checkpoint")
+CheckpointError, check_config = _checkpoint.CheckpointError, _checkpoint.check_config
+load_model_weights, read_checkpoint = _checkpoint.load_model_weights, _checkpoint.read_checkpoint
+save_model_checkpoint = _checkpoint.save_model_checkpoint
+_config = REFERENCE.module("models.config")
+ConfigError, load_vqgan_config = _config.ConfigError, _config.load_vqgan_config
+_vqgan = REFERENCE.module("models.VQGAN")
+VQGAN, PatchDiscriminator = _vqgan.VQGAN, _vqgan.PatchDiscriminator
 
 DEFAULT_CONFIG = REPO / "solutions" / "config" / "VQGAN.yml"
 DEFAULT_CKPT_DIR = REPO / "solutions" / "vqgan_checkpoints"
@@ -192,19 +192,7 @@ def append_log(path: Path, row: dict) -> None:
 def export_checkpoint(src: str | Path, dest: str | Path) -> None:
     """Copy a VQGAN checkpoint (checked readable first) to ``dest`` through a temporary file."""
     read_checkpoint(src, "vqgan")
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide a shipped checkpoint from other users
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.copy_file(src, dest)
 
 
 def train(args: argparse.Namespace) -> dict:

@@ -12,33 +12,15 @@ Format (a plain dict, loadable with ``torch.load(path, weights_only=True)``)::
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
+
+from maskgit_kit.atomic import torch_save as atomic_torch_save
 
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable, or does not fit the config."""
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_model_checkpoint(path, kind: str, config, model: torch.nn.Module, half: bool = False,

@@ -1,20 +1,18 @@
 """Results of one grading run: per-check records, the summary table and Gradescope's results.json.
 
-Gradescope fields (../shared/NOTES.md section 7): top level ``score``, ``execution_time``, ``output``,
+Gradescope fields (its autograder specification): top level ``score``, ``execution_time``, ``output``,
 ``visibility``, ``stdout_visibility``, ``tests``; per test ``name``, ``score``, ``max_score``, ``status``,
 ``output``, ``tags``, ``visibility``, ``number``.
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _feedback import Feedback
-from _points import CHECKS, TODOS
+from ..atomic import write_json as _atomic_write_json
+from .feedback import Feedback
+from .points import CHECKS, TODOS
 
 INCOMPLETE = "GRADING INCOMPLETE: the run stopped (crash, kill or interrupt) before every check had run; " \
              "checks not run score 0"
@@ -156,14 +154,5 @@ def _num(x: float) -> str:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Atomic write (temp file + os.replace): a reader never sees half a file, even if the run dies."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Atomic: a reader never sees half a file, even if the run dies."""
+    _atomic_write_json(path, data, allow_nan=True)

@@ -12,10 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .paths import SOLUTIONS_DIR, add_to_sys_path
-
-add_to_sys_path(SOLUTIONS_DIR)
-from utils import DataError, list_images, read_image  # noqa: E402  (solutions/utils.py)
+from ..images import DataError, list_images, read_image
 
 IMAGE_NAME = re.compile(r"image_(\d+)\.png")
 

@@ -1,11 +1,7 @@
-"""Plain-text and Markdown tables and number formatting shared by the three grader scripts."""
+"""Plain-text and Markdown tables and number formatting, shared by score, baselines and leaderboard."""
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
-from pathlib import Path
 from typing import Any, Sequence
 
 # (key in a result dict, column header, format)
@@ -41,22 +37,3 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str
     out += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
 
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    """Atomic, strict JSON (no NaN/Infinity: metrics that do not apply are null)."""
-    atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from _impl import ImportFailure
+from .impl import ImportFailure
 
 TODO_RE = re.compile(r"^\s*(TODO\d+)\b")
 
@@ -29,7 +29,7 @@ def is_timeout(exc: BaseException) -> bool:
 
 def describe(exc: BaseException, todo: str, where_to_look: str, impl) -> Feedback:
     """``todo``/``where_to_look``: the check's TODO and function (from _points.py); ``impl``: the Implementation."""
-    from _check import CheckFailure  # imports torch: not needed before the first check
+    from .check import CheckFailure  # imports torch: not needed before the first check
 
     see = f"see {todo}: {where_to_look}"
     if isinstance(exc, CheckFailure):

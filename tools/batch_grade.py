@@ -1,6 +1,6 @@
 """Instructor mode: grade a folder of submissions, each in its own child process, into one CSV.
 
-    python grader/batch_grade.py SUBMISSIONS --out grades.csv [--jobs 2] [--results-dir DIR] [-- PYTEST_ARGS]
+    python tools/batch_grade.py SUBMISSIONS --out grades.csv [--jobs 2] [--results-dir DIR] [-- PYTEST_ARGS]
 
 Each subfolder of SUBMISSIONS is one submission: a whole lab tree, or only the student files. Only the four
 student files (layer.py, VQGAN_Transformer.py, training_transformer.py, inpainting.py) are taken, found at their
@@ -13,20 +13,20 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-GRADER_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(GRADER_DIR))
+from maskgit_kit.atomic import replacing
+from maskgit_kit.autograder.impl import STUDENT_FILES, ImplError, resolve_impl
+from maskgit_kit.autograder.isolate import LEAN, Job, run_many
+from maskgit_kit.autograder.points import CHECKS, TODOS
+from maskgit_kit.autograder.results import INCOMPLETE
+from maskgit_kit.paths import KIT_ROOT
 
-from _impl import STUDENT_FILES, ImplError, resolve_impl  # noqa: E402
-from _isolate import LEAN, Job, run_many  # noqa: E402
-from _points import CHECKS, TODOS  # noqa: E402
-from _results import INCOMPLETE  # noqa: E402
+GRADER_DIR = KIT_ROOT / "grader"
 
 COLUMNS = ["submission", "score", *TODOS, "status", "seconds", "missing_files", "failed_checks"]
 COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "test_results", "mask_scheduling", "imga",
@@ -128,12 +128,10 @@ def grade_all(submissions: Path, base: Path, jobs: int, timeout: float, extra: l
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as f:
+    with replacing(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def build_parser() -> argparse.ArgumentParser:

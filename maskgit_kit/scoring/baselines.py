@@ -9,18 +9,15 @@
 Each baseline's images are written to ``--out/<name>/image_000.png ..`` and reused on the next run while
 their inputs are unchanged (``--force`` regenerates). Usage::
 
-    python grader/baselines.py
-    python grader/baselines.py --only biharmonic mean --json baselines.json
+    python -m maskgit_kit.scoring.baselines
+    python -m maskgit_kit.scoring.baselines --only biharmonic mean --json baselines.json
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -28,17 +25,20 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from score import add_scoring_args, make_features  # noqa: E402
-from scoring.fid import FidUnavailable, file_digest, files_digest  # noqa: E402
-from scoring.paths import DEFAULT_BASELINES_DIR, DEFAULT_MASKED_PATH, REPO_ROOT, SOLUTIONS_DIR, add_to_sys_path  # noqa: E402
-from scoring.scorer import Reference, prepare_reference, score_folder  # noqa: E402
-from scoring.table import METRIC_COLUMNS, fmt, text_table, write_json  # noqa: E402
-from scoring.validation import SubmissionError, load_images  # noqa: E402
+from .. import atomic, labtree
+from ..atomic import write_json
+from ..device import resolve_device
+from ..images import image_to_tensor, tensor_to_image
+from ..paths import CHECKPOINTS, DEFAULT_BASELINES_DIR, DEFAULT_MASKED_PATH, KIT_ROOT
+from .fid import FidUnavailable, file_digest, files_digest
+from .options import add_scoring_args, make_features
+from .scorer import Reference, prepare_reference, score_folder
+from .table import METRIC_COLUMNS, fmt, text_table
+from .validation import SubmissionError, load_images
 
 BASELINES = ("gray", "mean", "biharmonic", "vqgan")
-DEFAULT_VQGAN_CONFIG = SOLUTIONS_DIR / "config" / "VQGAN.yml"
-DEFAULT_VQGAN_CKPT = REPO_ROOT / "checkpoints" / "vqgan.pt"
+DEFAULT_LAB = KIT_ROOT / "lab"  # the given VQGAN code is the same in every lab-layout tree
+DEFAULT_VQGAN_CKPT = CHECKPOINTS / "vqgan.pt"
 STAMP = ".baseline.json"  # hidden: ignored by the submission check
 
 
@@ -78,17 +78,20 @@ def biharmonic_fill(masked: np.ndarray, holes: np.ndarray) -> np.ndarray:
 
 
 def vqgan_reconstruction(gt: np.ndarray, config: Path, ckpt: Path, device: str = "cpu",
-                         batch_size: int = 64) -> np.ndarray:
+                         batch_size: int = 64, lab: Path = DEFAULT_LAB) -> np.ndarray:
     """The ground truth encoded and decoded by the kit's VQGAN (``BaselineSkipped`` when it is unavailable)."""
     if not Path(ckpt).is_file():
         raise BaselineSkipped(f"{ckpt} not found (train it with tools/train_vqgan.py)")
-    add_to_sys_path(SOLUTIONS_DIR)
     import torch
 
-    from models.checkpoint import CheckpointError
-    from models.config import ConfigError, load_vqgan_config
-    from models.VQGAN import load_vqgan
-    from utils import image_to_tensor, resolve_device, tensor_to_image
+    try:
+        tree = labtree.activate(lab, "--lab")
+    except labtree.LabTreeError as exc:
+        raise BaselineSkipped(str(exc)) from None
+    CheckpointError = tree.module("models.checkpoint").CheckpointError
+    config_module = tree.module("models.config")
+    ConfigError, load_vqgan_config = config_module.ConfigError, config_module.load_vqgan_config
+    load_vqgan = tree.module("models.VQGAN").load_vqgan
 
     try:
         cfg = load_vqgan_config(config)
@@ -114,23 +117,11 @@ def write_folder(folder: Path, images: np.ndarray, stamp: dict[str, Any]) -> Non
 
     Readers never see a half-written baseline, and a crash leaves the previous one in place.
     """
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic.replacing_dirs(folder.parent, [folder.name]) as staging:
+        (staging / folder.name).mkdir()
         for i, img in enumerate(images):
-            Image.fromarray(img, "RGB").save(tmp / f"image_{i:03d}.png")
-        (tmp / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
-        tmp.chmod(0o755)
-        old = None
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+            Image.fromarray(img, "RGB").save(staging / folder.name / f"image_{i:03d}.png")
+        (staging / folder.name / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
 
 
 def read_stamp(folder: Path) -> dict[str, Any] | None:
@@ -161,7 +152,7 @@ def generate_baseline(name: str, out_dir: Path, ref: Reference, masked_dir: Path
         except SubmissionError:
             pass
     if name == "vqgan":
-        images = vqgan_reconstruction(ref.images, args.vqgan_config, args.vqgan_ckpt, args.device)
+        images = vqgan_reconstruction(ref.images, args.vqgan_config, args.vqgan_ckpt, args.device, lab=args.lab)
     else:
         masked = load_images(masked_dir, ref.bench, "masked images")
         fill: Callable = {"gray": gray_fill, "mean": mean_fill, "biharmonic": biharmonic_fill}[name]
@@ -209,7 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=DEFAULT_BASELINES_DIR, help="one subfolder per baseline")
     parser.add_argument("--only", nargs="+", default=list(BASELINES), choices=BASELINES, help="baselines to run")
     parser.add_argument("--masked-path", type=Path, default=DEFAULT_MASKED_PATH, help="masked test images")
-    parser.add_argument("--vqgan-config", type=Path, default=DEFAULT_VQGAN_CONFIG, help="VQGAN YAML config")
+    parser.add_argument("--lab", type=Path, default=DEFAULT_LAB, help="lab-layout tree whose given VQGAN code is used")
+    parser.add_argument("--vqgan-config", type=Path, default=None,
+                        help="VQGAN YAML config (default: LAB/config/VQGAN.yml)")
     parser.add_argument("--vqgan-ckpt", type=Path, default=DEFAULT_VQGAN_CKPT, help="VQGAN checkpoint")
     parser.add_argument("--force", action="store_true", help="regenerate images even when they are up to date")
     parser.add_argument("--json", type=Path, default=None, help="also write the table to this JSON file")
@@ -219,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.vqgan_config is None:
+        args.vqgan_config = args.lab / "config" / "VQGAN.yml"
     start = time.perf_counter()
     try:
         rows = run_baselines(args)

@@ -49,8 +49,8 @@ CHECKS: dict[str, tuple[str, int, str]] = {
 }
 
 TOTAL = 100
-assert sum(points for _, points, _ in CHECKS.values()) == TOTAL, "grader/_points.py: points must add up to 100"
-assert all(todo in TODOS for todo, _, _ in CHECKS.values()), "grader/_points.py: unknown TODO in CHECKS"
+assert sum(points for _, points, _ in CHECKS.values()) == TOTAL, "autograder/points.py: points must add up to 100"
+assert all(todo in TODOS for todo, _, _ in CHECKS.values()), "maskgit_kit/autograder/points.py: unknown TODO in CHECKS"
 
 
 def points_by_todo() -> dict[str, int]:

@@ -2,8 +2,8 @@
 
 Usage::
 
-    python grader/score.py --predicted-path solutions/test_results
-    python grader/score.py --predicted-path data/fashion64/ground_truth    # sanity check: FID 0, SSIM 1
+    maskgit-score --predicted-path lab/test_results           # or: python -m maskgit_kit.scoring.score ...
+    maskgit-score --predicted-path data/fashion64/ground_truth    # sanity check: FID 0, SSIM 1
 
 The folder must hold exactly ``image_000.png`` .. ``image_746.png`` (one per ground-truth image, same
 names), each 64x64 RGB; every problem is listed in one error before any scoring work.
@@ -18,54 +18,14 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scoring.fid import BACKENDS, FID_DIMS, PRECISIONS, FidUnavailable, InceptionFeatures  # noqa: E402
-from scoring.paths import DEFAULT_CACHE_DIR, DEFAULT_GT_PATH, DEFAULT_MASK_PATH  # noqa: E402
-from scoring.points import band  # noqa: E402
-from scoring.scorer import prepare_reference, score_images  # noqa: E402
-from scoring.table import fmt, text_table, write_json  # noqa: E402
-from scoring.validation import SubmissionError, benchmark_from_ground_truth, load_images  # noqa: E402
-
-
-def add_scoring_args(parser: argparse.ArgumentParser) -> None:
-    """The benchmark and FID options shared by score.py, baselines.py and leaderboard.py."""
-    parser.add_argument("--gt-path", type=Path, default=DEFAULT_GT_PATH, help="ground-truth images")
-    parser.add_argument("--mask-path", type=Path, default=DEFAULT_MASK_PATH,
-                        help="masks (mask_000.png ..; 0 = hole) for the hole-only metrics")
-    parser.add_argument("--dims", type=int, default=2048, choices=FID_DIMS,
-                        help="Inception feature size for FID (2048 = pool3, the standard FID)")
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                        help="Inception arithmetic; bf16 is faster on CPUs with native bf16 but moves FID "
-                             "by about 1.5 %% (not for grading)")
-    parser.add_argument("--fid-backend", default="fast", choices=BACKENDS,
-                        help="fast: exact trace via a symmetric eigenproblem; pytorch-fid: its "
-                             "calculate_frechet_distance (scipy sqrtm, 20-80 s on 2 cores)")
-    parser.add_argument("--batch-size", type=int, default=100,
-                        help="images per Inception forward (larger is faster on CPU: 48 -> 96 gave +8 %%)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR,
-                        help="where ground-truth FID statistics are cached (under fid_stats/)")
-    parser.add_argument("--no-cache", action="store_true", help="recompute ground-truth statistics")
-
-
-def make_features(args: argparse.Namespace) -> InceptionFeatures:
-    """The Inception feature extractor the options ask for (built lazily: nothing is loaded yet)."""
-    from scoring.paths import SOLUTIONS_DIR, add_to_sys_path
-
-    add_to_sys_path(SOLUTIONS_DIR)
-    from utils import resolve_device
-
-    if args.threads < 0:
-        raise SystemExit(f"--threads {args.threads}: expected 0 (default) or a positive count")
-    if args.batch_size < 1:
-        raise SystemExit(f"--batch-size {args.batch_size}: expected a positive count")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        return InceptionFeatures(args.dims, resolve_device(args.device), args.precision, args.batch_size)
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
+from ..atomic import write_json
+from ..paths import DEFAULT_CACHE_DIR, DEFAULT_GT_PATH, DEFAULT_MASK_PATH
+from .fid import FidUnavailable, InceptionFeatures
+from .options import add_scoring_args, make_features
+from .points import band
+from .scorer import prepare_reference, score_images
+from .table import fmt, text_table
+from .validation import SubmissionError, benchmark_from_ground_truth, load_images
 
 
 def run_score(pred_dir: str | Path, gt_dir: str | Path = DEFAULT_GT_PATH, mask_dir: str | Path = DEFAULT_MASK_PATH,

@@ -1,0 +1,227 @@
+"""The autograder's pytest plugin: options, isolated import of the graded folder, points, feedback, results.
+
+``grader/conftest.py`` imports everything from here (hooks and fixtures), so pytest uses it only when the grader's
+folder is collected.
+
+    pytest grader/                          grade lab/
+    pytest grader/ --impl solutions         grade another folder with the lab's layout
+    pytest grader/ --gradescope out.json    also write Gradescope's results.json
+    pytest grader/ --todo TODO1             only the checks of one TODO
+    pytest grader/ -v   (or --tb=long)      full tracebacks instead of the short feedback
+
+Points live in ``points.py``; the checks in ``grader/test_*.py``. See grader/README.md.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from ..paths import KIT_ROOT
+from . import timeout as _timeout
+from .feedback import Feedback, describe
+from .impl import Implementation, ImplError, resolve_impl
+from .points import CHECKS, TODOS
+from .results import Record, Results, write_json
+
+__all__ = [  # hooks and fixtures, for `from maskgit_kit.autograder.plugin import *` in grader/conftest.py
+    "pytest_addoption",
+    "pytest_ignore_collect",
+    "pytest_configure",
+    "pytest_collection_modifyitems",
+    "pytest_collectreport",
+    "pytest_collection_finish",
+    "pytest_runtest_makereport",
+    "pytest_runtest_logfinish",
+    "pytest_terminal_summary",
+    "pytest_sessionfinish",
+    "impl",
+    "_clean_slate",
+]
+
+
+class _State:
+    def __init__(self):
+        self.active = False  # False when pytest was not asked to run the grader (e.g. `pytest` at the repo root)
+        self.impl: Implementation | None = None
+        self.results: Results | None = None
+        self.gradescope: Path | None = None
+        self.params: dict[str, int] = {}  # check -> number of collected cases
+        self.collection_failed = False
+        self.written_final = False
+        self.grader_dir = (KIT_ROOT / "grader").resolve()  # the folder of the checks (set by its conftest.py)
+
+
+STATE = _State()
+
+
+def checks_folder(conftest_file: str) -> None:
+    """Called by the checks' ``conftest.py``: the grader is the folder that holds it (wherever it was copied)."""
+    STATE.grader_dir = Path(conftest_file).resolve().parent
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("grader", "MaskGIT lab grader")
+    g.addoption("--impl", default="lab", help="folder to grade (lab tree); relative to the working directory or "
+                                             "the repo root (default: lab)")
+    g.addoption("--gradescope", default=None, metavar="PATH", help="write Gradescope's results.json to PATH")
+    g.addoption("--todo", action="append", choices=sorted(TODOS), default=None,
+                help="grade only these TODOs (repeatable; default: all)")
+    g.addoption("--check-timeout", type=float, default=60.0, help="seconds allowed per check (default: 60)")
+
+
+def _inside_grader(config) -> list[bool]:
+    """For each path given to pytest: is it the grader folder or inside it?"""
+    inside = []
+    for arg in config.args or [str(config.invocation_params.dir)]:
+        path = Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
+        inside.append(path == STATE.grader_dir or STATE.grader_dir in path.parents)
+    return inside
+
+
+def pytest_ignore_collect(collection_path, config):
+    if not STATE.active and STATE.grader_dir in Path(collection_path).resolve().parents:
+        return True  # `pytest` at the repo root runs the project's tests; the grader runs only when named
+    return None
+
+
+def pytest_configure(config):
+    inside = _inside_grader(config)
+    if not any(inside):
+        return
+    STATE.active = True
+    STATE.gradescope = Path(config.getoption("gradescope")).resolve() if config.getoption("gradescope") else None
+    try:
+        if not all(inside):  # tests/ activate solutions/: never in the same process
+            raise ImplError("run the grader on its own (pytest grader/), not together with other test folders")
+        root = resolve_impl(config.getoption("impl"), Path(config.invocation_params.dir))
+    except ImplError as exc:
+        STATE.results = Results(impl=str(config.getoption("impl")))
+        STATE.results.notes.append(f"ERROR: {exc}")
+        _write_final()
+        raise pytest.UsageError(str(exc)) from None
+    STATE.impl = Implementation(root)
+    STATE.results = Results(impl=str(root))
+    if config.option.tbstyle == "auto" and config.option.verbose <= 0:
+        config.option.tbstyle = "no"   # our one- or two-line feedback replaces tracebacks (-v brings them back)
+        config.option.reportchars = ""
+    _timeout.install(config, config.getoption("check_timeout"))
+    import torch  # only now: a bad --impl or a plain `pytest` at the root should not pay for importing torch
+    torch.set_num_threads(1)  # tiny tensors: threads only add contention; also keeps runs reproducible
+    if STATE.gradescope:
+        write_json(STATE.gradescope, STATE.results.gradescope(final=False))
+        atexit.register(_write_final)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session, config, items):
+    if not STATE.active:
+        return
+    for it in items:
+        name = it.originalname
+        if name not in CHECKS:
+            raise pytest.UsageError(f"maskgit_kit/autograder/points.py has no points for {name} ({it.nodeid})")
+        STATE.params[name] = STATE.params.get(name, 0) + 1
+    todos = config.getoption("todo")
+    if todos:
+        keep = [it for it in items if CHECKS[it.originalname][0] in todos]
+        dropped = [it for it in items if CHECKS[it.originalname][0] not in todos]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+    _timeout.add_markers(config, items, config.getoption("check_timeout"))
+
+
+def pytest_collectreport(report):
+    if STATE.active and report.failed:
+        STATE.collection_failed = True
+        first = str(report.longrepr).strip().splitlines()
+        STATE.results.notes.append(f"ERROR collecting {report.nodeid}: {first[-1] if first else 'unknown error'}")
+
+
+def pytest_collection_finish(session):
+    if not STATE.active:
+        return
+    res = STATE.results
+    for it in session.items:
+        name = it.originalname
+        doc = (it.function.__doc__ or name).strip().splitlines()[0].rstrip(".")
+        case = it.callspec.id if hasattr(it, "callspec") else ""
+        res.add(it.nodeid, Record(name, case, doc, CHECKS[name][1] / STATE.params[name]))
+    todos = session.config.getoption("todo")
+    for name, (todo, points, _) in CHECKS.items():  # checks lost to a collection error still count, as failed
+        if STATE.collection_failed and name not in STATE.params and (not todos or todo in todos):
+            rec = Record(name, "", name, points, "failed",
+                         Feedback("crash", "not run: its test file could not be collected (see the error above)"))
+            res.add(f"<not collected>::{name}", rec)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if not STATE.active or item.nodeid not in STATE.results.records:
+        return
+    rec = STATE.results.records[item.nodeid]
+    if report.failed:
+        if rec.status != "failed":  # keep the first failure (setup before call before teardown)
+            exc = call.excinfo.value if call.excinfo else RuntimeError(str(report.longrepr))
+            todo, _, where = CHECKS[rec.check]
+            rec.feedback = describe(exc, todo, where, STATE.impl)
+            rec.status = "failed"
+    elif report.when == "call" and report.passed and rec.status == "not run":
+        rec.status = "passed"
+    elif report.skipped and rec.status == "not run":
+        rec.status, rec.feedback = "failed", Feedback("crash", "skipped")
+
+
+def pytest_runtest_logfinish(nodeid, location):
+    if STATE.active and STATE.gradescope and not STATE.written_final:
+        write_json(STATE.gradescope, STATE.results.gradescope(final=False))  # survives a hard crash of the run
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not STATE.active or STATE.results is None:
+        return
+    terminalreporter.write_sep("=", "grader summary")
+    for line in STATE.results.summary().splitlines():
+        terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if STATE.active:
+        _write_final()
+
+
+def _write_final():
+    if STATE.gradescope and STATE.results is not None and not STATE.written_final:
+        STATE.written_final = True
+        write_json(STATE.gradescope, STATE.results.gradescope())
+
+
+# --- fixtures ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def impl() -> Implementation:
+    """The graded folder; ``impl.module("models.VQGAN_Transformer")`` imports from it."""
+    return STATE.impl
+
+
+@pytest.fixture(autouse=True)
+def _clean_slate():
+    """Same seeds and global torch state before every check, whatever a previous check's student code did."""
+    import numpy as np
+    import torch
+
+    cwd = os.getcwd()
+    torch.manual_seed(0)
+    random.seed(0)
+    np.random.seed(0)
+    torch.set_grad_enabled(True)
+    torch.set_default_dtype(torch.float32)
+    yield
+    os.chdir(cwd)
+    torch.set_grad_enabled(True)
+    torch.set_default_dtype(torch.float32)
