@@ -7,7 +7,6 @@ re-implementation, so the figures describe what students and graders actually ru
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import os
@@ -25,9 +24,10 @@ from maskgit_kit import labtree
 from maskgit_kit.paths import KIT_ROOT as REPO
 
 REFERENCE = labtree.activate(REPO / "solutions")  # the benchmark times the reference implementation
-inpainting = REFERENCE.module("inpainting")
-image_generators, iterative_decoding = inpainting.image_generators, inpainting.iterative_decoding
-precision_context, tokenize_masked = inpainting.precision_context, inpainting.tokenize_masked
+iterative_decoding = REFERENCE.module("inpainting").iterative_decoding
+_decoding = REFERENCE.module("decoding")
+precision_context, tokenize_masked = _decoding.precision_context, _decoding.tokenize_masked
+image_generators = REFERENCE.module("models.sampling").image_generators
 _config = REFERENCE.module("models.config")
 MaskGitConfig, load_maskgit_config = _config.MaskGitConfig, _config.load_maskgit_config
 _vqgan = REFERENCE.module("models.VQGAN")
@@ -223,10 +223,9 @@ class Inpainted:
 
 def inpaint_batched(model: MaskGit, images, pixel_masks, indices, total_iter: int = 8, seed: int = 0,
                     precision: str = "fp32", batch_size: int = 64) -> Inpainted:
-    """The reference path: the calls of ``inpainting.inpaint_batch`` (encode, latent mask, per-image
+    """The reference path: the calls of ``decoding.inpaint_batch`` (encode, latent mask, per-image
     generators, ``iterative_decoding`` under the precision context, decode), ``batch_size`` images at a
     time, without its per-step decodes for imga/ (``--no-save-steps``). Returns the tokens too."""
-    h = model.cfg.vqgan.latent_size
     device = images.device
     tokens, outs = [], []
     elapsed = Timing()
@@ -236,16 +235,16 @@ def inpaint_batched(model: MaskGit, images, pixel_masks, indices, total_iter: in
             z, mask = tokenize_masked(model, x, pm)
             with precision_context(device, precision):
                 z_final, _ = iterative_decoding(model, z, mask, total_iter, generators=image_generators(idx, seed),
+                                                choice_temperature=model.cfg.choice_temperature,
                                                 sample=False)  # argmax, inpainting.py's default
             tokens.append(z_final)
-            outs.append(model.vqgan.decode_indices(z_final.view(-1, h, h)).clamp(-1, 1))
+            outs.append(model.decode_to_image(z_final))
     return Inpainted(torch.cat(tokens), torch.cat(outs), elapsed)
 
 
 def inpaint_per_image(model: MaskGit, images, pixel_masks, indices, total_iter: int = 8, seed: int = 0) -> Inpainted:
     """The course's style: one image at a time (batch 1), one transformer call per image per step, fp32,
     under ``torch.no_grad``; same per-image generators as the batched path, so the tokens must agree."""
-    h = model.cfg.vqgan.latent_size
     tokens, outs = [], []
     elapsed = Timing()
     with clock(elapsed), torch.no_grad():
@@ -255,10 +254,10 @@ def inpaint_per_image(model: MaskGit, images, pixel_masks, indices, total_iter: 
             num_unknown_start = mask.sum(dim=1)
             gens = image_generators(indices[i:i + 1], seed)
             for t in range(total_iter):
-                z, mask = model.inpainting_step(z, mask, num_unknown_start, (t + 1) / total_iter, sample=False,
-                                                generators=gens)
+                z, mask = model.inpainting_step(z, mask, num_unknown_start, (t + 1) / total_iter,
+                                                model.cfg.choice_temperature, sample=False, generators=gens)
             tokens.append(z)
-            outs.append(model.vqgan.decode_indices(z.view(-1, h, h)).clamp(-1, 1))
+            outs.append(model.decode_to_image(z))
     return Inpainted(torch.cat(tokens), torch.cat(outs), elapsed)
 
 
@@ -338,9 +337,9 @@ class FirstBatches:
 def make_trainer(model: MaskGit, precision: str, steps: int) -> TrainTransformer:
     """A ``TrainTransformer`` on a fresh copy of the transformer, so that configurations do not interact."""
     model = copy.deepcopy(model)
-    args = argparse.Namespace(learning_rate=4e-4, accum_grad=1, epochs=1, warmup_steps=10, precision=precision,
-                              device=str(next(model.parameters()).device))
-    return TrainTransformer(args, model.cfg, model=model, steps_per_epoch=steps)
+    return TrainTransformer(model, learning_rate=4e-4, accum_grad=1, epochs=1, steps_per_epoch=steps, warmup_steps=10,
+                            label_smoothing=model.cfg.label_smoothing, precision=precision,
+                            device=next(model.parameters()).device)
 
 
 def training_throughput(model: MaskGit, configs: dict, batches: int) -> dict:
@@ -364,7 +363,7 @@ def training_throughput(model: MaskGit, configs: dict, batches: int) -> dict:
 
 def training_loaders(model: MaskGit, train_dir: str | Path, batch_size: int, batches: int, seed: int = 0):
     """(image loader, token loader, Timing of building the tokens, images) over the first (batches + 1) * batch_size
-    training images: the two modes of ``training_transformer.build_loaders`` on the same images."""
+    training images: the two modes of ``token_cache.build_loaders`` on the same images."""
     files = LoadTrainData(train_dir)
     needed = (batches + 1) * batch_size
     dataset = LoadTrainData(train_dir, partial=min(1.0, needed / len(files)))

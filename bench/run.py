@@ -35,7 +35,8 @@ from maskgit_kit import atomic  # noqa: E402
 from maskgit_kit.images import tensor_to_image  # noqa: E402
 from measure import REFERENCE, REPO  # noqa: E402
 
-inpainting = REFERENCE.module("inpainting")
+decoding = REFERENCE.module("decoding")
+command_line = REFERENCE.module("command_line")
 
 SECTIONS = ("inpaint", "flops", "steps", "training", "grader")
 TARGETS = {"batched_speedup": 5.0, "bf16_peak_fraction": 0.40, "t8_vs_t256": 25.0, "token_cache_speedup": 3.0}
@@ -103,7 +104,7 @@ def section_inpaint(model, data, args, ctx) -> dict:
     the same background load; the per-image loop runs on ``--per-image-subset`` images spread evenly."""
     images, masks, indices = data
     n, bs = len(images), args.batch_size
-    latent = inpainting.latent_mask(masks, model.cfg.vqgan.latent_size)
+    latent = decoding.latent_mask(masks, model.cfg.vqgan.latent_size)
     k = min(args.per_image_subset, n)
     chosen = sorted(set(torch.linspace(0, n - 1, k).round().long().tolist()))
     for prec in ("fp32", "bf16"):  # untimed warm-up: one-off kernel set-up
@@ -363,7 +364,7 @@ def run(args) -> dict:
     start = time.perf_counter()
     if args.threads:
         torch.set_num_threads(args.threads)
-    inpainting.keep_freed_memory()  # as inpainting.py's main does; the per-image loop runs with it too
+    decoding.keep_freed_memory()  # as inpainting.py's main does; the per-image loop runs with it too
     results = {"machine": measure.machine_description(), "args": vars(args), "notes": []}
     busy = measure.busy_processes()
     if busy:
@@ -373,7 +374,7 @@ def run(args) -> dict:
     model, notes = measure.load_bench_model(args.config, args.random_init, args.seed)
     results["notes"] += notes
     torch.manual_seed(args.seed)
-    ctx = {"default_precision": inpainting.build_parser().get_default("precision")}
+    ctx = {"default_precision": command_line.inpainting_parser().get_default("precision")}
     data = None
     if {"inpaint", "steps", "grader"} - set(args.skip):
         data = measure.load_test_split(args.data_root, args.images)

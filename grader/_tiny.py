@@ -20,15 +20,16 @@ VQGAN = {"image_channels": 3, "image_size": 64, "channels": [8, 16, 16], "num_re
 TRANSFORMER = {"num_image_tokens": N, "num_codebook_vectors": K, "dim": 32, "n_layers": 2, "hidden_dim": 64,
                "num_heads": 4, "dropout": 0.1, "attn_dropout": 0.1}
 TOP = {"num_image_tokens": N, "num_codebook_vectors": K, "choice_temperature": 4.5, "gamma_type": "cosine",
-       "label_smoothing": 0.1}
+       "label_smoothing": 0.1}  # model_param's keys as config/MaskGit.yml spells them
 
 
 def config(impl, label_smoothing: float = 0.1):
     """A MaskGitConfig built directly from the dataclasses (no files)."""
     c = impl.module("models.config")
+    top = {("mask_func" if k == "gamma_type" else k): v for k, v in TOP.items()}  # the YAML key's name in code
     return c.MaskGitConfig(vqgan=c.VQGANConfig(**VQGAN), transformer=c.TransformerConfig(**TRANSFORMER),
                            vqgan_config_path="", vqgan_ckpt_path="", transformer_ckpt_path="",
-                           **{**TOP, "label_smoothing": label_smoothing})
+                           **{**top, "label_smoothing": label_smoothing})
 
 
 def maskgit(impl, seed: int = 0):

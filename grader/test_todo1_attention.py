@@ -12,6 +12,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from maskgit_kit.autograder.check import expect, expect_tensor, max_abs_diff
+from maskgit_kit.autograder.points import points
+
+TODO = "TODO1"  # the TODO of every check in this file (see @points)
 
 LAYER = "models.Transformer.modules.layer"
 FORBIDDEN = ("MultiheadAttention", "scaled_dot_product_attention", "multi_head_attention_forward")
@@ -70,6 +73,7 @@ SHAPES = [(2, 256, 768, 16), (3, 7, 12, 3), (1, 5, 8, 1), (4, 16, 32, 4)]
 
 
 @pytest.mark.parametrize("B,N,dim,heads", SHAPES, ids=[f"B{b}-N{n}-dim{d}-h{h}" for b, n, d, h in SHAPES])
+@points(4, "MultiHeadAttention.forward")
 def test_attention_output_shape(impl, B, N, dim, heads):
     """Output shape (B, N, dim), float, finite"""
     m = make(impl, dim, heads).eval()
@@ -84,6 +88,7 @@ CASES = [(2, 16, 32, 4), (3, 7, 12, 3), (1, 5, 8, 1)]
 
 
 @pytest.mark.parametrize("B,N,dim,heads", CASES, ids=[f"B{b}-N{n}-dim{d}-h{h}" for b, n, d, h in CASES])
+@points(9, "MultiHeadAttention.forward")
 def test_attention_matches_reference(impl, B, N, dim, heads):
     """Equals softmax(Q_h K_h^T / sqrt(d_k)) V_h per head, merged by out_proj (eval mode)"""
     m = make(impl, dim, heads, p=0.5).eval()  # dropout must be off in eval mode
@@ -97,6 +102,7 @@ def test_attention_matches_reference(impl, B, N, dim, heads):
            f"max |difference| <= {TOL}", f"{diff:.3g}{diagnose(m, x, out)}", HINT)
 
 
+@points(4, "MultiHeadAttention.forward")
 def test_attention_is_bidirectional(impl):
     """Every token attends to every other token, before and after it (no causal mask)"""
     m = make(impl, 16, 4).eval()
@@ -136,6 +142,7 @@ def _only_head(m, h):
     return m2
 
 
+@points(5, "MultiHeadAttention.forward")
 def test_attention_heads_use_own_slices(impl):
     """Head h uses only features h*d_k:(h+1)*d_k of q/k/v, and the heads are merged back in order"""
     m = make(impl, 24, 3).eval()
@@ -167,6 +174,7 @@ class DropoutSpy(nn.Module):
         return self.drop(a)
 
 
+@points(4, "MultiHeadAttention.forward")
 def test_attention_dropout_on_weights_in_train_only(impl):
     """self.attn_drop is applied to the (N x N) attention weights, and only changes the output in train mode"""
     B, N, dim, heads = 2, 6, 16, 4
@@ -217,6 +225,7 @@ def _forbidden_in_source(module) -> list[str]:
     return found
 
 
+@points(4, "MultiHeadAttention.forward")
 def test_attention_uses_no_builtin_attention(impl, monkeypatch):
     """Attention written by hand (no nn.MultiheadAttention / F.scaled_dot_product_attention)"""
     layer = impl.module(LAYER)

@@ -13,6 +13,9 @@ import torch
 from _tiny import K, N
 
 from maskgit_kit.autograder.check import expect, expect_tensor, unpack
+from maskgit_kit.autograder.points import points
+
+TODO = "TODO3"  # the TODO of every check in this file (see @points)
 
 
 @pytest.fixture
@@ -25,14 +28,15 @@ def gens(n, seed=0):
     return [torch.Generator().manual_seed(seed + i) for i in range(n)]
 
 
-def step(model, z, mask, n0, ratio, **kwargs):
-    out = model.inpainting_step(z, mask, n0, ratio, **kwargs)
+def step(model, z, mask, n0, ratio, choice_temperature=4.5, **kwargs):
+    out = model.inpainting_step(z, mask, n0, ratio, choice_temperature=choice_temperature, **kwargs)
     z_pred, new_mask = unpack(out, 2, "inpainting_step(...)", "return (z_pred, new_mask)")
     expect_tensor(z_pred, "z_pred", z.shape, torch.int64)
     expect_tensor(new_mask, "new_mask", z.shape, torch.bool)
     return z_pred, new_mask
 
 
+@points(4, "MaskGit.inpainting_step")
 def test_step_keeps_known_tokens(model):
     """Known tokens come back unchanged; masked ones get a real code id; ids under the mask are ignored"""
     z, mask = _tiny.tokens_and_mask()
@@ -50,6 +54,7 @@ def test_step_keeps_known_tokens(model):
            f"id {K} there)", "a different result", "feed z_indices.masked_fill(mask, self.mask_token_id)")
 
 
+@points(3, "MaskGit.inpainting_step")
 def test_step_reveals_only_masked(model):
     """new_mask is a subset of mask: a known token never becomes masked again"""
     z, mask = _tiny.tokens_and_mask()
@@ -65,6 +70,7 @@ def _floor(n0: int, ratio: float) -> set[int]:
     return {math.floor(x + e) for e in (-1e-4, 1e-4)}
 
 
+@points(5, "MaskGit.inpainting_step")
 def test_step_keeps_scheduled_count_masked(model):
     """floor(N0 * gamma(ratio)) tokens stay masked, clamped to [1, unknown - 1]; none at ratio 1 or when none are"""
     z, mask = _tiny.tokens_and_mask(4, fractions=(0.2, 0.5, 0.8, 0.0))
@@ -82,6 +88,7 @@ def test_step_keeps_scheduled_count_masked(model):
                    "none stay masked on the last step (ratio 1)" if ratio >= 1 else hint)
 
 
+@points(4, "MaskGit.inpainting_step")
 def test_step_counts_from_original_unknown(model):
     """The number left masked comes from N0 (unknown before step 0), not from the current count"""
     z, _ = _tiny.tokens_and_mask(1)
@@ -96,6 +103,7 @@ def test_step_counts_from_original_unknown(model):
            "floor(num_unknown_start * gamma(ratio))")
 
 
+@points(4, "MaskGit.inpainting_step")
 def test_step_zero_temperature_reveals_most_confident(model):
     """With choice_temperature 0 and sample=False, the argmax ids are predicted and the most confident revealed"""
     z, mask = _tiny.tokens_and_mask()

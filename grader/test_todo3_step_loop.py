@@ -16,6 +16,9 @@ from _tiny import K
 from PIL import Image
 
 from maskgit_kit.autograder.check import expect, expect_tensor, short, unpack
+from maskgit_kit.autograder.points import points
+
+TODO = "TODO3"  # the TODO of every check in this file (see @points)
 
 
 @pytest.fixture
@@ -24,8 +27,9 @@ def model(impl, monkeypatch):
     return _tiny.maskgit(impl)
 
 
-def decode(impl, model, z, mask, total_iter, sweet_spot=None, **kwargs):
-    out = impl.module("inpainting").iterative_decoding(model, z, mask, total_iter, sweet_spot, **kwargs)
+def decode(impl, model, z, mask, total_iter, sweet_spot=None, choice_temperature=4.5, **kwargs):
+    out = impl.module("inpainting").iterative_decoding(model, z, mask, total_iter, sweet_spot,
+                                                       choice_temperature=choice_temperature, **kwargs)
     z_final, history = unpack(out, 2, "iterative_decoding(...)", "return (z_final, history)")
     expect_tensor(z_final, "z_final", z.shape, torch.int64)
     expect(isinstance(history, list) and all(isinstance(h, (tuple, list)) and len(h) == 2 for h in history),
@@ -39,8 +43,7 @@ class StepRecorder:
     def __init__(self):
         self.calls, self.returned = [], []
 
-    def __call__(self, z_indices, mask, num_unknown_start, ratio, choice_temperature=None, sample=True,
-                 generators=None):
+    def __call__(self, z_indices, mask, num_unknown_start, ratio, choice_temperature, sample=True, generators=None):
         self.calls.append({"z": z_indices.clone(), "mask": mask.clone(), "n0": torch.as_tensor(num_unknown_start),
                            "ratio": float(ratio), "temperature": choice_temperature, "sample": sample,
                            "generators": generators})
@@ -53,6 +56,7 @@ class StepRecorder:
         return z_pred, new_mask
 
 
+@points(4, "iterative_decoding")
 def test_loop_schedule_and_arguments(impl, model):
     """Step t gets ratio (t + 1) / T, the original N0, the previous step's output, and the caller's options"""
     z, mask = _tiny.tokens_and_mask()
@@ -86,10 +90,11 @@ def test_loop_schedule_and_arguments(impl, model):
     expect(torch.equal(z_final, rec.returned[-1][0]), "z_final", "z_pred of the last step", "something else")
 
 
+@points(3, "iterative_decoding")
 def test_loop_fills_every_token(impl, model):
     """After T steps no token is masked, known tokens are unchanged and every id is a real code"""
     z, mask = _tiny.tokens_and_mask()
-    g = impl.module("inpainting").image_generators(range(3), seed=7)
+    g = impl.module("models.sampling").image_generators(range(3), seed=7)
     z_final, history = decode(impl, model, z, mask, 6, generators=g)
     expect(len(history) == 6, "steps run with total_iter = 6", 6, len(history))
     left = int(history[-1][1].sum())
@@ -103,6 +108,7 @@ def test_loop_fills_every_token(impl, model):
     expect(torch.equal(z_final, history[-1][0]), "z_final", "z_pred of the last step", "something else")
 
 
+@points(3, "iterative_decoding")
 def test_loop_sweet_spot_stops_early(impl, model):
     """sweet_spot = 3 of T = 8 runs 3 steps of the 8-step schedule and returns the third step's prediction"""
     z, mask = _tiny.tokens_and_mask()
@@ -115,10 +121,11 @@ def test_loop_sweet_spot_stops_early(impl, model):
     expect(torch.equal(z_final, rec.returned[-1][0]), "z_final", "z_pred of step 3", "something else")
 
 
+@points(3, "iterative_decoding")
 def test_loop_batched_equals_per_image(impl, model):
     """Decoding a batch gives each image the same tokens as decoding it alone (per-image generators)"""
     z, mask = _tiny.tokens_and_mask()
-    image_generators = impl.module("inpainting").image_generators
+    image_generators = impl.module("models.sampling").image_generators
     batched, _ = decode(impl, model, z, mask, 4, generators=image_generators(range(3), seed=7))
     again, _ = decode(impl, model, z, mask, 4, generators=image_generators(range(3), seed=7))
     expect(torch.equal(batched, again), "two runs with the same generators", "identical tokens", "different tokens",
@@ -129,6 +136,7 @@ def test_loop_batched_equals_per_image(impl, model):
                f"{int((alone[0] != batched[i]).sum())} different", "everything per image: counts, noise, ranking")
 
 
+@points(2, "iterative_decoding and inpainting.run")
 def test_run_saves_images_in_test_order(impl, monkeypatch, tmp_path):
     """inpainting.py writes test_results/image_{i:03d}.png for test image i (and the two step folders)"""
     _standins.use(monkeypatch, impl, "attention", "gamma", "encode")

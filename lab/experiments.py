@@ -1,18 +1,20 @@
 """Experiments for the report: mask schedule x total iterations T x sweet spot, each scored.
 
-    cd solutions && python experiments.py                       # the full sweep (about 30 min on a 2-core CPU)
+    python experiments.py                       # from this folder: the full sweep (about 30 min on a 2-core CPU)
     python experiments.py --mask-funcs cosine --total-iters 8 --limit 100   # a quick look
 
 For every (schedule, T) the test images are decoded once; the prediction after step S (the "sweet
-spot", S <= T) is scored for every requested S, with and without pixel compositing, using the kit.s
+spot", S <= T) is scored for every requested S, with and without pixel compositing, using the kit's
 scoring code (FID with pytorch-fid, PSNR/SSIM with scikit-image). Writes into ``--out``:
   results.csv          one row per (schedule, T, S, composite): fid, psnr, ssim, psnr_hole, ssim_hole
   results.md           the same rows as a Markdown table (for the report or README)
-  gamma_curves.png     the mask schedules gamma(r)
+  gamma_curves.png     the requested mask schedules gamma(r)
   fid_vs_T.png         FID against T per schedule (the paper's sweet-spot curve), with the FIDs given as
                        ``--reference biharmonic=36.16`` drawn as dotted lines to compare against
   decoding_steps.png   masked input, the image after each step, output and ground truth for a few images
 Finished (schedule, T) runs are cached in results.jsonl, so an interrupted sweep resumes where it stopped.
+Every requested schedule is checked against ``gamma_func`` before the sweep starts: the default sweep needs
+only the three required ones (cosine, linear, square).
 """
 from __future__ import annotations
 
@@ -28,10 +30,14 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from command_line import check_mask_func
+from decoding import keep_freed_memory, precision_context, tokenize_masked
 from hole_fill import PREFILLS
-from inpainting import image_generators, iterative_decoding, keep_freed_memory, precision_context, tokenize_masked
+from inpainting import iterative_decoding
 from models.config import load_maskgit_config
-from models.VQGAN_Transformer import MASK_FUNCS, MaskGit, load_maskgit
+from models.loading import load_maskgit
+from models.sampling import image_generators
+from models.VQGAN_Transformer import EXTRA_MASK_FUNCS, MASK_FUNCS, MaskGit
 from utils import DEFAULT_DATA_ROOT, LoadTestData, resolve_device
 
 HERE = Path(__file__).resolve().parent
@@ -40,10 +46,10 @@ METRIC_FIELDS = ("fid", "psnr", "ssim", "psnr_hole", "ssim_hole", "n")
 CSV_FIELDS = ("mask_func", "total_iter", "sweet_spot", "composite", "prefill", "precision", *METRIC_FIELDS)
 
 
-def run_key(args, mask_func: str, total_iter: int, ckpt_digest: str) -> str:
+def run_key(args, mask_func: str, total_iter: int, temperature: float, ckpt_digest: str) -> str:
     """Everything a (schedule, T) result depends on, so a cached row is never reused for other settings."""
     return json.dumps([mask_func, total_iter, sorted(args.sweet_spots or []), args.composite, args.seed,
-                       args.sampling, args.choice_temperature, args.prefill, args.precision, args.limit,
+                       args.sampling, temperature, args.prefill, args.precision, args.limit,
                        args.fid_dims, ckpt_digest])
 
 
@@ -53,20 +59,19 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def decode_sweet_spots(model: MaskGit, loader, total_iter: int, spots: list[int], args, device):
+def decode_sweet_spots(model: MaskGit, loader, total_iter: int, spots: list[int], args, temperature: float, device):
     """Inpaint every image with T = total_iter; return {S: (raw uint8, composited uint8)} for each S."""
-    h = model.cfg.vqgan.latent_size
     out = {s: ([], []) for s in spots}
-    for images, pixel_masks, indices in tqdm(loader, desc=f"{model.gamma_type} T={total_iter}", leave=False):
+    for images, pixel_masks, indices in tqdm(loader, desc=f"{model.mask_func} T={total_iter}", leave=False):
         images, pixel_masks = images.to(device), pixel_masks.to(device)
         z, mask = tokenize_masked(model, images, pixel_masks, args.prefill)
         with precision_context(device, args.precision):
             _, history = iterative_decoding(model, z, mask, total_iter, max(spots),
                                             generators=image_generators(indices, args.seed),
-                                            choice_temperature=args.choice_temperature,
+                                            choice_temperature=temperature,
                                             sample=args.sampling == "categorical")
         for s in spots:
-            pred = model.vqgan.decode_indices(history[s - 1][0].view(-1, h, h)).clamp(-1, 1)
+            pred = model.decode_to_image(history[s - 1][0])
             out[s][0].append(to_uint8(pred))
             out[s][1].append(to_uint8(pixel_masks * images + (1 - pixel_masks) * pred))
     return {s: (np.concatenate(a), np.concatenate(b)) for s, (a, b) in out.items()}
@@ -80,6 +85,9 @@ def sweep(args) -> list[dict]:
     device = resolve_device(args.device)
     ckpt = args.load_transformer_ckpt_path or cfg.transformer_ckpt_path
     model = load_maskgit(cfg, device, transformer_ckpt=ckpt)
+    for mask_func in args.mask_funcs:  # an optional schedule the student did not write fails now, not after the sweep
+        check_mask_func(model, mask_func, "--mask-funcs")
+    temperature = cfg.choice_temperature if args.choice_temperature is None else args.choice_temperature
     # both checkpoints decide the images: a re-trained VQGAN decoder must not be served the old rows
     digest = hashlib.sha1(Path(ckpt).read_bytes() + Path(cfg.vqgan_ckpt_path).read_bytes()).hexdigest()[:12]
 
@@ -106,11 +114,11 @@ def sweep(args) -> list[dict]:
     rows = []
     combos = [(m, t) for m in args.mask_funcs for t in args.total_iters]
     for mask_func, total_iter in tqdm(combos, desc="sweep"):
-        key = run_key(args, mask_func, total_iter, digest)
+        key = run_key(args, mask_func, total_iter, temperature, digest)
         if key not in done:
-            model.gamma_type = mask_func
+            model.mask_func = mask_func
             spots = sorted({s for s in (args.sweet_spots or [total_iter]) if s <= total_iter} | {total_iter})
-            decoded = decode_sweet_spots(model, loader, total_iter, spots, args, device)
+            decoded = decode_sweet_spots(model, loader, total_iter, spots, args, temperature, device)
             new_rows = []
             for s, (raw, composited) in decoded.items():
                 for composite, pred in (("off", raw), ("on", composited)):
@@ -126,9 +134,9 @@ def sweep(args) -> list[dict]:
         rows.extend(done[key])
     write_csv(out / "results.csv", rows)
     write_markdown(out / "results.md", rows)
-    plot_gamma_curves(model, out / "gamma_curves.png")
+    plot_gamma_curves(model, out / "gamma_curves.png", args.mask_funcs)
     plot_fid_vs_t(rows, out / "fid_vs_T.png", args.reference)
-    plot_decoding_steps(model, dataset, ref, args, device, out / "decoding_steps.png")
+    plot_decoding_steps(model, dataset, ref, args, temperature, device, out / "decoding_steps.png")
     return rows
 
 
@@ -151,7 +159,7 @@ def write_markdown(path: Path, rows: list[dict]) -> None:
     """The rows as a Markdown table, composited runs after the raw ones, then by schedule and T."""
     lines = ["| schedule | T | sweet spot | composite | precision | FID | PSNR | SSIM | PSNR hole | SSIM hole |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    order = {m: i for i, m in enumerate(MASK_FUNCS)}
+    order = {m: i for i, m in enumerate(MASK_FUNCS + EXTRA_MASK_FUNCS)}
     for r in sorted(rows, key=lambda r: (r["composite"], order.get(r["mask_func"], 99), r["total_iter"],
                                          r["sweet_spot"])):
         lines.append(f"| {r['mask_func']} | {r['total_iter']} | {r['sweet_spot']} | {r['composite']} | "
@@ -163,14 +171,14 @@ def write_markdown(path: Path, rows: list[dict]) -> None:
     tmp.replace(path)
 
 
-def plot_gamma_curves(model: MaskGit, path: Path) -> None:
+def plot_gamma_curves(model: MaskGit, path: Path, modes=MASK_FUNCS) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     r = torch.linspace(0, 1, 201)
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for mode in MASK_FUNCS:
+    for mode in dict.fromkeys(modes):
         ax.plot(r.numpy(), model.gamma_func(mode)(r).numpy(), label=mode)
     ax.set_xlabel("ratio r = (t + 1) / T")
     ax.set_ylabel("gamma(r): fraction still masked")
@@ -207,7 +215,8 @@ def plot_fid_vs_t(rows: list[dict], path: Path, references: list[tuple[str, floa
 
 
 @torch.no_grad()
-def plot_decoding_steps(model: MaskGit, dataset, ref, args, device, path: Path, n_images: int = 4) -> None:
+def plot_decoding_steps(model: MaskGit, dataset, ref, args, temperature: float, device, path: Path,
+                        n_images: int = 4) -> None:
     """Rows: test images; columns: masked input, the image after each step (cosine, T = 8; tokens still
     masked after the step drawn gray, so the holes visibly fill in), the composited output, ground truth."""
     import matplotlib
@@ -215,7 +224,7 @@ def plot_decoding_steps(model: MaskGit, dataset, ref, args, device, path: Path, 
     import matplotlib.pyplot as plt
 
     total_iter = 8
-    model.gamma_type = "cosine"
+    model.mask_func = "cosine"
     n_images = min(n_images, len(dataset))
     items = [dataset[i] for i in range(n_images)]
     images = torch.stack([it[0] for it in items]).to(device)
@@ -223,16 +232,15 @@ def plot_decoding_steps(model: MaskGit, dataset, ref, args, device, path: Path, 
     indices = [it[2] for it in items]
     h = model.cfg.vqgan.latent_size
     z, mask = tokenize_masked(model, images, pixel_masks, args.prefill)
-    _, history = iterative_decoding(model, z, mask, total_iter,
-                                    generators=image_generators(indices, args.seed),
-                                    sample=args.sampling == "categorical")
+    _, history = iterative_decoding(model, z, mask, total_iter, generators=image_generators(indices, args.seed),
+                                    choice_temperature=temperature, sample=args.sampling == "categorical")
     side = images.shape[-1]
     steps = []
     for zs, still_masked in history:
-        img = model.vqgan.decode_indices(zs.view(-1, h, h)).clamp(-1, 1)
+        img = model.decode_to_image(zs)
         gray = F.interpolate(still_masked.view(-1, 1, h, h).float(), size=(side, side), mode="nearest")
         steps.append(to_uint8(img * (1 - gray)))  # 0 = mid-gray in [-1, 1]
-    final = model.vqgan.decode_indices(history[-1][0].view(-1, h, h)).clamp(-1, 1)
+    final = model.decode_to_image(history[-1][0])
     composited = to_uint8(pixel_masks * images + (1 - pixel_masks) * final)
     cols = [to_uint8(images)] + steps + [composited, ref.images[:n_images]]
     titles = (["masked"] + [f"step {t + 1}" for t in range(total_iter - 1)] + [f"step {total_iter} = output",
@@ -268,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", default=str(HERE / "config" / "MaskGit.yml"))
     p.add_argument("--load-transformer-ckpt-path", default=None, help="default: the config's")
-    p.add_argument("--mask-funcs", nargs="+", choices=MASK_FUNCS, default=["cosine", "linear", "square"])
+    p.add_argument("--mask-funcs", nargs="+", choices=MASK_FUNCS + EXTRA_MASK_FUNCS, default=list(MASK_FUNCS),
+                   help=f"schedules to sweep; {', '.join(EXTRA_MASK_FUNCS)} are optional extras of gamma_func")
     p.add_argument("--total-iters", nargs="+", type=int, default=[1, 2, 4, 8, 12, 16])
     p.add_argument("--sweet-spots", nargs="+", type=int, default=None,
                    help="also score the prediction after these steps (each run always scores S = T)")
@@ -283,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FIDs to draw as horizontal lines in fid_vs_T.png (maskgit-baselines prints them)")
     p.add_argument("--limit", type=int, default=0, help="only the first N test images (0 = all)")
     p.add_argument("--fid-dims", type=int, default=2048)
-    p.add_argument("--choice-temperature", type=float, default=None)
+    p.add_argument("--choice-temperature", type=float, default=None, help="confidence noise (default: config's)")
     p.add_argument("--sampling", choices=("argmax", "categorical"), default="argmax")
     p.add_argument("--prefill", choices=PREFILLS, default="laplace", help="hole fill before tokenizing")
     p.add_argument("--batch-size", type=int, default=64)

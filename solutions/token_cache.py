@@ -1,10 +1,11 @@
-"""Pre-computed VQGAN token ids for transformer training.
+"""Pre-computed VQGAN token ids for transformer training, and the training / validation loaders (given code).
 
 Why: the VQGAN is frozen in stage 2, so encoding the same training images every epoch (the course's
 ``forward``) repeats identical work. Encoding once and training on the cached int16 ids saves the encoder's
 share of each step: 1.14x per epoch on the kit's 2-core CPU with the shipped VQGAN (its encoder is about 15 %
 of a step), more with the course's larger VQGAN. The cache key hashes the VQGAN checkpoint and every image
-file's content, so a new checkpoint or changed data is never served stale.
+file's content, so a new checkpoint or changed data is never served stale. ``--no-token-cache`` (``build_loaders``
+with ``token_cache=False``) encodes the images every batch instead, as the course does.
 """
 from __future__ import annotations
 
@@ -65,3 +66,25 @@ def token_loader(tokens: torch.Tensor, batch_size: int, shuffle: bool, seed: int
     gen = torch.Generator().manual_seed(seed)
     return DataLoader(TensorDataset(tokens), batch_size=batch_size, shuffle=shuffle, generator=gen,
                       collate_fn=lambda rows: torch.stack([r[0] for r in rows]).long())
+
+
+def build_loaders(model, device, train_dir, val_dir, *, batch_size: int, partial: float = 1.0,
+                  token_cache: bool = True, cache_dir=None, num_workers: int = 0,
+                  seed: int = 0) -> tuple[DataLoader, DataLoader]:
+    """Training (shuffled with ``seed``) and validation loaders over the first ``partial`` of each folder.
+
+    With ``token_cache`` (default) the batches are cached token ids, int64 (B, N), encoded once into
+    ``cache_dir``; otherwise images, float (B, 3, H, W) in [-1, 1], that ``MaskGit.forward`` encodes each time.
+    """
+    train_set = LoadTrainData(train_dir, partial=partial)
+    val_set = LoadTrainData(val_dir, partial=partial)
+    if not token_cache:
+        gen = torch.Generator().manual_seed(seed)
+        return (DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True, generator=gen,
+                           num_workers=num_workers),
+                DataLoader(val_set, batch_size=batch_size, shuffle=False, num_workers=num_workers))
+    ckpt = model.cfg.vqgan_ckpt_path
+    train_tokens = load_or_build_tokens(model, train_set, cache_dir, ckpt, device, "train")
+    val_tokens = load_or_build_tokens(model, val_set, cache_dir, ckpt, device, "val")
+    return (token_loader(train_tokens, batch_size, shuffle=True, seed=seed),
+            token_loader(val_tokens, batch_size, shuffle=False))

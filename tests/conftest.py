@@ -109,6 +109,6 @@ def tiny_setup(tmp_path):
 
 @pytest.fixture
 def tiny_model(tiny_setup):
-    from models.VQGAN_Transformer import load_maskgit
+    from models.loading import load_maskgit
     torch.manual_seed(0)
     return load_maskgit(tiny_setup["cfg"], "cpu", transformer_ckpt=tiny_setup["root"] / "transformer.pt")

@@ -46,13 +46,16 @@ def test_training_section_runs_without_a_train_split(tiny_setup, capsys):
 
 
 def test_batched_path_matches_inpaint_batch(tiny_setup, tiny_model):
-    """The bench times the same computation as inpainting.inpaint_batch (no drift between the two)."""
-    import inpainting
+    """The bench times the same computation as decoding.inpaint_batch (no drift between the two)."""
+    import command_line
+    import decoding
+    from inpainting import iterative_decoding
     images, masks, indices = measure.load_test_split(tiny_setup["data"])
     ours = measure.inpaint_batched(tiny_model, images, masks, indices, total_iter=4, seed=3, batch_size=2)
-    args = inpainting.build_parser().parse_args(["--total-iter", "4", "--seed", "3", "--no-save-steps"])
-    ref = torch.cat([inpainting.inpaint_batch(tiny_model, images[s:s + 2], masks[s:s + 2], indices[s:s + 2], args)[0]
-                     for s in range(0, len(images), 2)])
+    args = command_line.inpainting_parser().parse_args(["--total-iter", "4", "--seed", "3", "--no-save-steps"])
+    settings = command_line.decode_settings(args, tiny_setup["cfg"])
+    ref = torch.cat([decoding.inpaint_batch(tiny_model, images[s:s + 2], masks[s:s + 2], indices[s:s + 2], settings,
+                                            iterative_decoding)[0] for s in range(0, len(images), 2)])
     torch.testing.assert_close(ours.images, ref, rtol=0, atol=1e-6)
 
 

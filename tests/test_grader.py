@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import tool
+from maskgit_kit.autograder.todos import load as load_todos
 
 REPO = Path(__file__).resolve().parent.parent
 GRADER = REPO / "grader"
@@ -40,15 +41,77 @@ def pytest_run(*args, cwd=REPO):
                           timeout=300)
 
 
-def test_points_table_covers_every_check_and_adds_up_to_100():
-    from maskgit_kit.autograder import points
+def collected_checks(grader: Path, tmp_path: Path) -> dict:
+    """The checks the grader's plugin collects from ``grader`` (its @points declarations), by name."""
+    out = tmp_path / "checks.json"
+    proc = pytest_run(str(grader), "--collect-only", "-q", "--list-checks", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(out.read_text())
+
+
+def test_declared_points_cover_every_check_and_add_up_to_100(tmp_path):
+    """Every test function of the grader is collected with its points; the points add up to 100 (30/35/35); the
+    generated list of known checks (todos.json, read by batch_grade.py and the plugin) is the same."""
+    checks = collected_checks(GRADER, tmp_path)
     tests = set()
     for path in GRADER.glob("test_*.py"):
         tree = ast.parse(path.read_text())
         tests |= {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")}
-    assert tests == set(points.CHECKS)
-    assert sum(p for _, p, _ in points.CHECKS.values()) == 100
-    assert points.points_by_todo() == {"TODO1": 30, "TODO2": 35, "TODO3": 35}
+    assert set(checks) == tests
+    per_todo = {}
+    for c in checks.values():
+        per_todo[c["todo"]] = per_todo.get(c["todo"], 0) + c["points"]
+    assert per_todo == {"TODO1": 30, "TODO2": 35, "TODO3": 35}
+    assert sum(per_todo.values()) == 100
+    assert checks["test_attention_output_shape"]["cases"] == 4  # 4 points, 1 per case
+    known = load_todos()
+    assert {name: vars(c) | {"name": name} for name, c in known.checks.items()} == \
+        {name: c | {"name": name} for name, c in checks.items()}, "todos.json is stale: run python tools/make_lab.py"
+    assert known.points_by_todo() == per_todo
+
+
+FAKE_CHECKS = """\
+from maskgit_kit.autograder.points import points
+
+TODO = "TODO1"
+
+
+@points(1, "MultiHeadAttention.forward")
+def test_declared(impl):
+    \"\"\"declared\"\"\"
+
+
+{second}
+def test_second(impl):
+    \"\"\"the check under test\"\"\"
+"""
+
+
+@pytest.mark.parametrize("decorator,message", [
+    ("", "no points declared for test_second"),
+    ('@points(2, "MaskGit.forward", todo="TODO9")', "test_second is declared for TODO9, which is not a TODO"),
+    ('@points(2, "f")\n@points(3, "f")', "test_second declares its points 2 times"),
+    ('@points(0, "MaskGit.forward")', "points must be a positive integer, got 0"),
+])
+def test_a_check_without_valid_points_is_a_collection_error_naming_it(tmp_path, decorator, message):
+    grader = tmp_path / "grader"
+    grader.mkdir()
+    shutil.copyfile(GRADER / "conftest.py", grader / "conftest.py")
+    (grader / "test_fake.py").write_text(FAKE_CHECKS.format(second=decorator))
+    proc = pytest_run(str(grader), "--impl", str(REPO / "solutions"), "--collect-only", "-q", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnknownMarkWarning")  # the grader's plugin registers the mark
+def test_points_decorator_refuses_bad_declarations():
+    from maskgit_kit.autograder.points import points
+    for args, kwargs in (((0, "f"), {}), ((True, "f"), {}), ((2.5, "f"), {}), ((1, " "), {}),
+                         ((1, "f"), {"todo": "todo1"})):
+        with pytest.raises(ValueError, match="@points"):
+            points(*args, **kwargs)
+    mark = points(3, "MaskGit.forward", todo="TODO2").mark
+    assert (mark.name, mark.args, mark.kwargs) == ("points", (3, "MaskGit.forward"), {"todo": "TODO2"})
 
 
 def test_grader_runs_from_inside_its_folder_and_writes_gradescope_json(tmp_path):
@@ -108,6 +171,26 @@ def test_batch_finds_student_files_nested_or_flattened(batch, tmp_path):
     assert batch.find_student_file(flat, "inpainting.py") == flat / "inpainting.py"
     assert batch.find_student_file(flat, "training_transformer.py") is None
     assert batch.find_student_file(twice, "inpainting.py") is None  # ambiguous: the lab stub is kept
+
+
+def test_batch_reads_only_checks_the_grader_has(batch, tmp_path):
+    """A child's results.json is recomputed from its tests; a check the grader does not have, or one filed under
+    another TODO, makes the whole file an error (never a score)."""
+    def results(*tests):
+        path = tmp_path / "results.json"
+        path.write_text(json.dumps({"output": "done", "tests": [
+            {"name": f"{todo} {check}", "score": score, "max_score": 4, "status": status, "tags": [todo, check]}
+            for todo, check, score, status in tests]}))
+        return batch.read_results(path)
+
+    ok = results(("TODO1", "test_attention_output_shape[B2-N256-dim768-h16]", 1, "passed"),
+                 ("TODO1", "test_attention_is_bidirectional", 9, "passed"),  # capped at its max_score
+                 ("TODO3", "test_loop_fills_every_token", 0, "failed"))
+    assert ok["per_todo"] == {"TODO1": 5.0, "TODO2": 0.0, "TODO3": 0.0} and ok["score"] == 5.0
+    assert ok["failed"] == ["test_loop_fills_every_token"] and ok["finished"]
+    assert "unknown check TODO1 test_made_up" in results(("TODO1", "test_made_up", 4, "passed"))["error"]
+    assert "unknown check" in results(("TODO2", "test_attention_is_bidirectional", 4, "passed"))["error"]
+    assert "unknown check" in results(("TODO9", "test_attention_is_bidirectional", 4, "passed"))["error"]
 
 
 @pytest.mark.parametrize("case,message", [

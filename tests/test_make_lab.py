@@ -1,5 +1,7 @@
 """Tests for tools/make_lab.py on a small fake solutions tree in tmp_path (never the real solutions/ or lab/)."""
 import importlib.util
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -270,3 +272,178 @@ def test_gitignore_patterns_are_honoured(tmp_path):
     (dst / "mine.ckpt").write_bytes(b"student")
     assert run(src, dst, "--check") == 0 and run(src, dst) == 0
     assert (dst / "mine.ckpt").read_bytes() == b"student"
+
+
+# --- the generated parts: the TODO list, the students' TODO table, the grader's tables ----------------------
+KIT_SOLVED = '''\
+def attention_scale(d_k):
+    """Return 1/sqrt(d_k)."""
+    # BEGIN SOLUTION TODO1 (scaling): attention_scale: the scale 1/sqrt(d_k)
+    return d_k ** -0.5
+    # END SOLUTION
+
+
+class Model:
+    def step(self, x):
+        """Double x."""
+        def inner():
+            return x
+        # BEGIN SOLUTION TODO2 (doubling): twice: x | x, doubled
+        return 2 * inner()
+        # END SOLUTION
+'''
+
+KIT_CHECKS = '''\
+import pytest
+
+from maskgit_kit.autograder.points import points
+
+TODO = "TODO1"
+
+
+@points(3, "attention_scale")
+def test_scale(impl):
+    """The scale is 1/sqrt(d_k)."""
+
+
+@pytest.mark.parametrize("x", [1, 2])
+@points(POINTS, "Model.step", todo="TODO2")
+def test_step(impl, x):
+    """step doubles h*x"""
+'''
+
+STUDENTS = "# Guide\n\nProse before.\n<!-- BEGIN GENERATED: todo-table -->\nold table\n" \
+           "<!-- END GENERATED: todo-table -->\nProse after.\n"
+GRADER_README = "# Grader\n\n## What is checked\n<!-- BEGIN GENERATED: checks -->\n<!-- END GENERATED: checks -->\n" \
+                "More prose.\n"
+
+
+def make_kit(root, points=2):
+    """A small kit: solutions/ with two titled TODOs, a grader with the real plugin, the two documents."""
+    src = root / "solutions"
+    src.mkdir(parents=True)
+    (src / "layer.py").write_text(KIT_SOLVED)
+    (root / "grader").mkdir()
+    (root / "grader" / "conftest.py").write_text((REPO / "grader" / "conftest.py").read_text())
+    (root / "grader" / "test_fake.py").write_text(KIT_CHECKS.replace("POINTS", str(points)))
+    (root / "docs").mkdir()
+    (root / "docs" / "students.md").write_text(STUDENTS)
+    (root / "grader" / "README.md").write_text(GRADER_README)
+    return src
+
+
+def run_kit(root, *extra):
+    return make_lab.main(["--src", str(root / "solutions"), "--dst", str(root / "lab"), "--parts", str(root), *extra])
+
+
+def test_blocks_know_their_todo_title_name_and_enclosing_function(tmp_path):
+    src = make_src(tmp_path)
+    (src / "models" / "kit.py").write_text(KIT_SOLVED)
+    _, blocks, _ = make_lab.generate(src)
+    got = [(b.file, b.todo, b.title, b.name, b.description, b.function) for b in blocks]
+    assert ("models/kit.py", "TODO1", "scaling", "attention_scale", "the scale 1/sqrt(d_k)", "attention_scale") in got
+    assert ("models/kit.py", "TODO2", "doubling", "twice", "x | x, doubled", "Model.step") in got  # not inner()
+    assert ("models/layer.py", "TODO2", "", "", 'double "x"', "Model.step") in got  # a marker with no name
+    # the title is the parts' business: the student's stub and banner are the same as without one
+    lab = make_lab.generate(src)[0]["models/kit.py"].decode()
+    assert 'raise NotImplementedError("TODO2: twice: x | x, doubled")' in lab
+    assert "doubling" not in lab and "scaling" not in lab
+
+
+def test_parts_are_generated_between_the_markers_only(tmp_path, capsys):
+    src = make_kit(tmp_path)
+    assert run_kit(tmp_path) == 0
+    assert "generated parts: 3, 3 written" in capsys.readouterr().out
+    students = (tmp_path / "docs" / "students.md").read_text()
+    assert students.startswith("# Guide\n\nProse before.\n<!-- BEGIN GENERATED: todo-table -->\n")
+    assert students.endswith("<!-- END GENERATED: todo-table -->\nProse after.\n") and "old table" not in students
+    assert "| TODO1 (scaling) | `lab/layer.py` | `attention_scale` | the scale 1/sqrt(d_k) |" in students
+    assert "| TODO2 (doubling) | `lab/layer.py` | `Model.step` | twice: x \\| x, doubled |" in students
+    readme = (tmp_path / "grader" / "README.md").read_text()
+    assert readme.endswith("<!-- END GENERATED: checks -->\nMore prose.\n")
+    assert "| TODO1 | scaling | 1 | 3 |" in readme and "| TODO2 | doubling | 1 (2 cases) | 2 |" in readme
+    assert "| **total** | | 2 (3 cases) | **5** |" in readme
+    assert "| `test_step` | step doubles h\\*x (2 cases, 1 each) | 2 |" in readme
+    assert "| `test_scale` | The scale is 1/sqrt(d_k) | 3 |" in readme
+    todos = json.loads((tmp_path / "maskgit_kit" / "autograder" / "todos.json").read_text())
+    assert todos["todos"]["TODO2"] == {"title": "doubling", "parts": [
+        {"file": "layer.py", "function": "Model.step", "name": "twice", "description": "x | x, doubled"}]}
+    assert todos["checks"]["test_step"] == {"todo": "TODO2", "points": 2, "where": "Model.step",
+                                            "title": "step doubles h*x", "file": "test_fake.py", "cases": 2}
+    assert (src / "layer.py").read_text() == KIT_SOLVED  # the reference is only read
+    assert run_kit(tmp_path, "--check") == 0
+
+
+def test_check_names_each_stale_part_and_keeps_the_lab_messages(tmp_path, capsys):
+    make_kit(tmp_path)
+    assert run_kit(tmp_path) == 0
+    students = tmp_path / "docs" / "students.md"
+    students.write_text(students.read_text().replace("the scale 1/sqrt(d_k)", "the scale"))
+    (tmp_path / "grader" / "test_fake.py").write_text(KIT_CHECKS.replace("POINTS", "4"))  # points changed
+    capsys.readouterr()
+    assert run_kit(tmp_path, "--check") == 1
+    out, err = capsys.readouterr()
+    assert f"{tmp_path / 'lab'} is up to date" in out  # the lab tree itself is fine
+    for stale in (students, tmp_path / "grader" / "README.md", tmp_path / "maskgit_kit" / "autograder" / "todos.json"):
+        assert f"stale: {stale}" in out
+    assert "generated parts are out of date" in err and "run python tools/make_lab.py" in err
+    assert run_kit(tmp_path) == 0 and run_kit(tmp_path, "--check") == 0
+    assert "| TODO2 | doubling | 1 (2 cases) | 4 |" in (tmp_path / "grader" / "README.md").read_text()
+
+
+@pytest.mark.parametrize("case,message", [
+    ("no_title", "TODO1: exactly one of its markers must give its title"),
+    ("two_titles", "TODO2: exactly one of its markers must give its title"),
+    ("outside_function", "sits outside any function"),
+    ("wrong_where", "where to look 'Model.step' is not a function of TODO1"),
+    ("unchecked_function", "TODO2: no check of the grader points to Model.other"),
+    ("unknown_todo", "declared for TODO7, which no solution marker has"),
+])
+def test_catalogue_cross_checks_markers_and_checks(case, message):
+    Block, Check = make_lab.Block, make_lab.Check
+    blocks = [Block("TODO1", "scaling", "scale: the scale", "a.py", 3, "attention_scale"),
+              Block("TODO2", "doubling", "twice: doubled", "a.py", 10, "Model.step")]
+    checks = [Check("test_scale", "TODO1", 3, "attention_scale"), Check("test_step", "TODO2", 2, "Model.step")]
+    if case == "no_title":
+        blocks[0] = Block("TODO1", "", "scale: the scale", "a.py", 3, "attention_scale")
+    elif case == "two_titles":
+        blocks.append(Block("TODO2", "again", "other: more", "a.py", 20, "Model.step"))
+    elif case == "outside_function":
+        blocks.append(Block("TODO2", "", "top: level", "a.py", 30, ""))
+    elif case == "wrong_where":
+        checks[0] = Check("test_scale", "TODO1", 3, "Model.step")
+    elif case == "unchecked_function":
+        blocks.append(Block("TODO2", "", "other: more", "a.py", 20, "Model.other"))
+    elif case == "unknown_todo":
+        checks.append(Check("test_new", "TODO7", 1, "attention_scale"))
+    with pytest.raises(make_lab.LabError, match=re.escape(message)):
+        make_lab.catalogue(blocks, checks)
+    if case == "wrong_where":  # "X and something else" points to X
+        checks[0] = Check("test_scale", "TODO1", 3, "attention_scale and run")
+        assert make_lab.catalogue(blocks[:2], checks).points_by_todo() == {"TODO1": 3, "TODO2": 2}
+
+
+@pytest.mark.parametrize("text,found", [
+    ("no markers\n", "(found 0 and 0)"),
+    ("<!-- END GENERATED: t -->\n<!-- BEGIN GENERATED: t -->\n", "(found 1 and 1)"),
+    ("<!-- BEGIN GENERATED: t -->\n<!-- BEGIN GENERATED: t -->\n<!-- END GENERATED: t -->\n", "(found 2 and 1)"),
+])
+def test_region_markers_missing_or_out_of_order_are_one_clear_error(text, found):
+    expected = "docs/x.md: needs one line '<!-- BEGIN GENERATED: t -->'"
+    with pytest.raises(make_lab.LabError, match=re.escape(expected)) as err:
+        make_lab.replace_region(text, "t", ["new"], "docs/x.md")
+    assert found in str(err.value)
+    assert make_lab.replace_region("a\n<!-- BEGIN GENERATED: t -->\nold\n<!-- END GENERATED: t -->\nb", "t",
+                                   ["new", "rows"], "x") == \
+        "a\n<!-- BEGIN GENERATED: t -->\nnew\nrows\n<!-- END GENERATED: t -->\nb"
+
+
+def test_a_broken_grader_fails_generation_and_writes_nothing(tmp_path, capsys):
+    make_kit(tmp_path)
+    (tmp_path / "grader" / "test_fake.py").write_text(KIT_CHECKS.replace("POINTS", "2").replace(
+        '@points(3, "attention_scale")\n', ""))  # test_scale has no points
+    assert run_kit(tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "collecting the checks failed" in err and "no points declared for test_scale" in err
+    assert not (tmp_path / "lab").exists() and not (tmp_path / "maskgit_kit").exists()
+    assert (tmp_path / "docs" / "students.md").read_text() == STUDENTS

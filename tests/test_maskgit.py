@@ -5,9 +5,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from inpainting import image_generators, iterative_decoding, latent_mask
+from decoding import latent_mask
+from inpainting import iterative_decoding
+from models.sampling import image_generators
 from models.Transformer.modules.layer import MultiHeadAttention
-from models.VQGAN_Transformer import IGNORE_INDEX, MASK_FUNCS, MaskGit
+from models.VQGAN_Transformer import EXTRA_MASK_FUNCS, IGNORE_INDEX, MASK_FUNCS, MaskGit
+
+T = 4.5  # choice_temperature, MaskGIT's (the tiny config's) value
 
 
 def sdpa_reference(m: MultiHeadAttention, x):
@@ -42,7 +46,8 @@ def test_attention_is_bidirectional_and_dropout_only_in_train():
 
 def test_gamma_functions(tiny_model):
     r = torch.linspace(0, 1, 11)
-    for mode in MASK_FUNCS:
+    assert MASK_FUNCS == ("cosine", "linear", "square")  # the course's three: graded, the scripts' defaults
+    for mode in MASK_FUNCS + EXTRA_MASK_FUNCS:
         g = tiny_model.gamma_func(mode)(r)
         assert g.shape == r.shape
         start = 1 - 1 / 256 if mode == "exp" else 1.0
@@ -88,13 +93,13 @@ def _setup_step(model, B=3, seed=0):
 def test_inpainting_step_invariants(tiny_model):
     z, mask = _setup_step(tiny_model)
     n0 = mask.sum(1)
-    z_pred, new_mask = tiny_model.inpainting_step(z, mask, n0, 1 / 8)
+    z_pred, new_mask = tiny_model.inpainting_step(z, mask, n0, 1 / 8, T)
     assert torch.equal(z_pred[~mask], z[~mask])
     assert (z_pred < 16).all() and z_pred.dtype == torch.int64
     assert not (new_mask & ~mask).any()
     expected = torch.floor(n0 * math.cos(math.pi / 16)).long().clamp(max=n0 - 1).clamp(min=1)
     assert torch.equal(new_mask.sum(1), expected)
-    _, last = tiny_model.inpainting_step(z_pred, new_mask, n0, 1.0)
+    _, last = tiny_model.inpainting_step(z_pred, new_mask, n0, 1.0, T)
     assert not last.any()
 
 
@@ -103,7 +108,7 @@ def test_step_uses_original_count_not_current(tiny_model):
     n0 = torch.tensor([200])
     mask[:] = False
     mask[0, :100] = True  # 100 unknown now, 200 at the start
-    _, new_mask = tiny_model.inpainting_step(z, mask, n0, 0.5)
+    _, new_mask = tiny_model.inpainting_step(z, mask, n0, 0.5, T)
     assert new_mask.sum().item() == min(99, math.floor(200 * math.cos(math.pi / 4)))
 
 
@@ -122,22 +127,23 @@ def test_zero_temperature_reveals_most_confident(tiny_model):
 def test_iterative_decoding_fills_everything_and_matches_per_image(tiny_model):
     z, mask = _setup_step(tiny_model)
     gens = image_generators(range(3), seed=7)
-    z_final, history = iterative_decoding(tiny_model, z, mask, total_iter=6, generators=gens)
+    z_final, history = iterative_decoding(tiny_model, z, mask, total_iter=6, generators=gens, choice_temperature=T)
     assert len(history) == 6 and not history[-1][1].any()
     counts = [m.sum(1) for _, m in history]
     assert all((a >= b).all() for a, b in zip(counts, counts[1:], strict=False))
     assert torch.equal(z_final[~mask], z[~mask]) and (z_final < 16).all()
     for i in range(3):
         zi, _ = iterative_decoding(tiny_model, z[i:i + 1], mask[i:i + 1], 6,
-                                   generators=image_generators([i], seed=7))
+                                   generators=image_generators([i], seed=7), choice_temperature=T)
         assert torch.equal(zi[0], z_final[i])
-    again, _ = iterative_decoding(tiny_model, z, mask, 6, generators=image_generators(range(3), seed=7))
+    again, _ = iterative_decoding(tiny_model, z, mask, 6, generators=image_generators(range(3), seed=7),
+                                  choice_temperature=T)
     assert torch.equal(again, z_final)
 
 
 def test_sweet_spot_stops_early(tiny_model):
     z, mask = _setup_step(tiny_model)
-    z_final, history = iterative_decoding(tiny_model, z, mask, total_iter=8, sweet_spot=3)
+    z_final, history = iterative_decoding(tiny_model, z, mask, total_iter=8, sweet_spot=3, choice_temperature=T)
     assert len(history) == 3 and history[-1][1].any()
     assert torch.equal(z_final, history[-1][0]) and (z_final < 16).all()
 
@@ -155,3 +161,15 @@ def test_maskgit_random_init_trains_nothing_in_vqgan(tiny_setup):
     assert not any(p.requires_grad for p in model.vqgan.parameters())
     model.train()
     assert not model.vqgan.training and model.transformer.training
+
+
+def test_decode_to_image_decodes_the_ids(tiny_model):
+    """decode_to_image: ids (B, N) -> images (B, 3, H, W) in [-1, 1], the VQGAN decoder of those ids, clamped."""
+    torch.manual_seed(0)
+    _, z = tiny_model.encode_to_z(torch.rand(2, 3, 64, 64) * 2 - 1)
+    images = tiny_model.decode_to_image(z)
+    assert images.shape == (2, 3, 64, 64) and images.dtype == torch.float32
+    assert images.min() >= -1 and images.max() <= 1
+    with torch.no_grad():
+        raw = tiny_model.vqgan.decode(tiny_model.vqgan.indices_to_latent(z.view(2, 16, 16)))
+    assert torch.equal(images, raw.clamp(-1, 1))

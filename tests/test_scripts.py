@@ -156,9 +156,58 @@ def test_inpainting_bad_input(tiny_setup, tmp_path, case, message):
     (["--mask-func", "triangle"], "invalid choice: 'triangle'"),
     (["--total-iter", "0"], "--total-iter 0"),
     (["--sweet-spot", "9"], "--sweet-spot 9"),
+    (["--choice-temperature", "-1"], "--choice-temperature -1.0: expected a number >= 0"),
 ])
 def test_inpainting_bad_flags(tiny_setup, tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit) as exc:
         inpainting.main(inpaint_args(tiny_setup, tmp_path, *flags))
     assert exc.value.code != 0
     assert message in capsys.readouterr().err + str(exc.value.code)
+
+
+def test_inpainting_checks_the_schedule_before_writing(tiny_setup, tmp_path, monkeypatch):
+    """--mask-func names an optional schedule the student's gamma_func lacks: one error naming the flag, no output."""
+    from test_experiments import three_schedules_only
+
+    from models.VQGAN_Transformer import MaskGit
+    monkeypatch.setattr(MaskGit, "gamma_func", three_schedules_only)
+    out = tmp_path / "out"
+    _existing_results(out)
+    with pytest.raises(SystemExit, match="--mask-func cubic: unknown mask function 'cubic'"):
+        inpainting.main(inpaint_args(tiny_setup, out, "--mask-func", "cubic"))
+    assert (out / "test_results" / "image_000.png").read_bytes() == b"old"
+    inpainting.main(inpaint_args(tiny_setup, out, "--mask-func", "square", "--total-iter", "2"))  # a graded one
+    assert len(list((out / "test_results").glob("*.png"))) == 5
+
+
+def test_inpainting_resolves_settings_once(tiny_setup, tmp_path):
+    """The config's choice temperature and schedule are resolved at the command line and recorded."""
+    import json
+    out = tmp_path / "out"
+    inpainting.main(inpaint_args(tiny_setup, out, "--total-iter", "2", "--no-save-steps"))
+    saved = json.loads((out / "test_results.json").read_text())
+    assert saved["choice_temperature"] == 4.5 and saved["mask_func"] == "cosine" and saved["sample"] is False
+    inpainting.main(inpaint_args(tiny_setup, out, "--total-iter", "2", "--choice-temperature", "0", "--mask-func",
+                                 "linear", "--sampling", "categorical"))
+    saved = json.loads((out / "test_results.json").read_text())
+    assert saved["choice_temperature"] == 0.0 and saved["mask_func"] == "linear" and saved["sample"] is True
+
+
+def test_inpainting_failure_midway_keeps_previous_results(tiny_setup, tmp_path, monkeypatch):
+    """The output folders are swapped in only when every image is done: an error at batch 2 changes nothing."""
+    real, calls = inpainting.iterative_decoding, []
+
+    def second_batch_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("interrupted")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inpainting, "iterative_decoding", second_batch_fails)
+    out = tmp_path / "out"
+    _existing_results(out)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        inpainting.main(inpaint_args(tiny_setup, out, "--total-iter", "2"))
+    assert sorted(p.name for p in out.iterdir()) == ["test_results"]  # no staging folder left, nothing new
+    assert [p.name for p in (out / "test_results").iterdir()] == ["image_000.png"]
+    assert (out / "test_results" / "image_000.png").read_bytes() == b"old"

@@ -10,9 +10,10 @@ import torch
 from conftest import TINY_VQGAN, tool, write_images
 from models.checkpoint import CheckpointError, save_model_checkpoint
 from models.config import VQGANConfig
-from models.VQGAN import VQGAN, Codebook, PatchDiscriminator, codebook_usage, load_vqgan
+from models.VQGAN import VQGAN, Codebook, codebook_usage, load_vqgan
 
 eval_vqgan = tool("eval_vqgan")
+vqgan_training = tool("vqgan_training")
 train_vqgan = tool("train_vqgan")
 
 
@@ -85,6 +86,7 @@ def test_unnormalised_codebook_uses_euclidean_nearest():
 def test_dead_code_restart_revives_unused_codes():
     torch.manual_seed(0)
     cb = Codebook(8, 4, l2_normalized=True).train()
+    restarter = vqgan_training.DeadCodeRestarter(cb)
     z = torch.randn(2, 4, 4, 4)
     z[:, 0] = z[:, 0].abs() + 3.0                                       # every latent points along +e0
     cb.embedding.weight.data[:] = torch.tensor([-1.0, 0, 0, 0])         # codes 1..7 point away: never picked
@@ -92,8 +94,12 @@ def test_dead_code_restart_revives_unused_codes():
     for _ in range(3):
         _, indices, _ = cb(z)
     assert codebook_usage(indices, 8).distinct == 1
-    assert cb.restart_dead_codes(min_unused_steps=5) == 0              # unused for 3 steps only
-    assert cb.restart_dead_codes(min_unused_steps=3) == 7
+    cb.eval()
+    cb(z)                                                               # eval forwards are not counted
+    cb.train()
+    assert restarter.restart(min_unused_steps=5) == 0                  # unused for 3 steps only
+    assert restarter.restart(min_unused_steps=4) == 0
+    assert restarter.restart(min_unused_steps=3) == 7
     latents = torch.nn.functional.normalize(z.permute(0, 2, 3, 1).reshape(-1, 4), dim=1)
     for code in cb.embedding.weight[1:]:                                # each now an encoder output of the batch
         assert torch.isclose(latents, code).all(dim=1).any()
@@ -109,7 +115,7 @@ def test_codebook_usage_statistics():
 
 
 def test_patch_discriminator_shape():
-    d = PatchDiscriminator(3, 8, n_layers=3)
+    d = vqgan_training.PatchDiscriminator(3, 8, n_layers=3)
     assert d(torch.zeros(2, 3, 64, 64)).shape == (2, 1, 6, 6)
 
 
@@ -235,3 +241,27 @@ def test_decoder_only_needs_init_from(capsys):
     with pytest.raises(SystemExit) as exc:
         train_vqgan.main(["--decoder-only"])
     assert exc.value.code == 2 and "--init-from" in capsys.readouterr().err
+
+
+def test_course_sized_vqgan_config_names_the_command_that_writes_its_checkpoint():
+    """tools/config/VQGAN_gpu.yml (instructor side): the config loads, and the train_vqgan command in its comments
+    parses and writes into the folder whose best.pt the comments name."""
+    from conftest import REPO
+    from models.config import load_vqgan_config
+
+    path = REPO / "tools" / "config" / "VQGAN_gpu.yml"
+    cfg = load_vqgan_config(path)
+    assert (cfg.num_codebook_vectors, cfg.latent_size, cfg.attn_resolutions) == (1024, 16, [16])
+    lines = [line.lstrip("#").strip() for line in path.read_text().splitlines() if line.startswith("#")]
+    start = next(i for i, line in enumerate(lines) if line.startswith("python tools/train_vqgan.py"))
+    command = lines[start]
+    while command.endswith("\\"):
+        start += 1
+        command = command[:-1] + " " + lines[start]
+    argv = command.split()[2:]
+    parser = train_vqgan.build_parser()
+    args = parser.parse_args(argv)
+    train_vqgan.check_args(parser, args)
+    assert (REPO / args.config).resolve() == path.resolve()
+    assert f"It writes {args.checkpoint_path}/best.pt" in " ".join(lines)
+    assert not (REPO / "solutions" / "config" / "VQGAN_gpu.yml").exists()  # not shipped to students

@@ -22,11 +22,19 @@ from pathlib import Path
 from maskgit_kit.atomic import replacing
 from maskgit_kit.autograder.impl import STUDENT_FILES, ImplError, resolve_impl
 from maskgit_kit.autograder.isolate import LEAN, Job, run_many
-from maskgit_kit.autograder.points import CHECKS, TODOS
 from maskgit_kit.autograder.results import INCOMPLETE
+from maskgit_kit.autograder.todos import TodosError
+from maskgit_kit.autograder.todos import load as load_todos
 from maskgit_kit.paths import KIT_ROOT
 
 GRADER_DIR = KIT_ROOT / "grader"
+# The known TODOs and checks: the grader's generated list (todos.json, from the checks' @points declarations), so a
+# child's results.json naming a check the grader does not have is an error, not a score.
+try:
+    KNOWN = load_todos()
+except TodosError as exc:
+    raise SystemExit(f"error: {exc}") from None
+TODOS = list(KNOWN.todos)
 
 COLUMNS = ["submission", "score", *TODOS, "status", "seconds", "missing_files", "failed_checks"]
 COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "test_results", "mask_scheduling", "imga",
@@ -69,7 +77,8 @@ def read_results(path: Path) -> dict | None:
         failed, finished = [], INCOMPLETE not in str(data.get("output", ""))
         for t in tests:
             todo, check = t["tags"][0], t["tags"][1]
-            if todo not in TODOS or check.split("[")[0] not in CHECKS:
+            known = KNOWN.checks.get(check.split("[")[0])
+            if todo not in KNOWN.todos or known is None or known.todo != todo:
                 raise ValueError(f"unknown check {t['name']}")
             if t["status"] == "passed":
                 per_todo[todo] += min(float(t["score"]), float(t["max_score"]))

@@ -5,7 +5,6 @@ collapsed codebook leaves the transformer few tokens. PSNR and SSIM come from ``
 uint8 images (data_range 255), averaged over images; codebook usage (distinct ids, perplexity) is counted
 over all tokens of the folder.
 
-_vqgan = REFERENCE.module("models.VQGAN")
     python tools/eval_vqgan.py --checkpoint checkpoints/vqgan.pt --images data/fashion64/ground_truth
 """
 from __future__ import annotations

@@ -5,7 +5,8 @@ Loss (Esser et al. 2021, without the LPIPS term: no VGG weights offline):
     + hinge PatchGAN loss from step --disc-start on, weighted adaptively (the GAN gradient at the decoder's
       last layer is scaled to --disc-weight x the reconstruction gradient there) or by --disc-weight alone.
 Codebook collapse guard: the codebook starts from encoder outputs of the first batch, and codes unused for
---restart-after steps are moved onto random encoder outputs (models/VQGAN/codebook.py).
+--restart-after steps are moved onto random encoder outputs (``DeadCodeRestarter``; it and the PatchGAN
+discriminator are in tools/vqgan_training.py: training machinery that does not ship to students).
 
 The defaults are the recipe of stage 1 of the shipped checkpoints/vqgan.pt (about 20 minutes on 2 CPU cores
 with --threads 2 --bf16). Stage 2 fine-tuned the decoder alone on the frozen codes (--init-from STAGE1.pt
@@ -15,8 +16,9 @@ both commands.
 Outputs in --checkpoint-path: last.pt (full training state, for --resume), best.pt (weights only, float16,
 config inside; best validation PSNR), log.csv (one row per epoch). --export copies best.pt at the end.
 
-_vqgan = REFERENCE.module("models.VQGAN")
     python tools/train_vqgan.py --threads 2 --bf16 --export my_vqgan.pt
+
+The course's GPU-sized VQGAN: tools/config/VQGAN_gpu.yml (its comments give the command).
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from tqdm import tqdm
 from eval_vqgan import REFERENCE, evaluate_reconstruction  # tools/ is this script's own folder
 from maskgit_kit import atomic
 from maskgit_kit.paths import KIT_ROOT as REPO
+from vqgan_training import DeadCodeRestarter, PatchDiscriminator
 
 utils = REFERENCE.module("utils")
 _checkpoint = REFERENCE.module("models.checkpoint")
@@ -43,8 +46,7 @@ load_model_weights, read_checkpoint = _checkpoint.load_model_weights, _checkpoin
 save_model_checkpoint = _checkpoint.save_model_checkpoint
 _config = REFERENCE.module("models.config")
 ConfigError, load_vqgan_config = _config.ConfigError, _config.load_vqgan_config
-_vqgan = REFERENCE.module("models.VQGAN")
-VQGAN, PatchDiscriminator = _vqgan.VQGAN, _vqgan.PatchDiscriminator
+VQGAN = REFERENCE.module("models.VQGAN").VQGAN
 
 DEFAULT_CONFIG = REPO / "solutions" / "config" / "VQGAN.yml"
 DEFAULT_CKPT_DIR = REPO / "solutions" / "vqgan_checkpoints"
@@ -215,6 +217,7 @@ def train(args: argparse.Namespace) -> dict:
         for module in (model.encoder, model.codebook):
             module.requires_grad_(False)
     trained = model.decoder if args.decoder_only else model
+    restarter = DeadCodeRestarter(model.codebook)
     disc = PatchDiscriminator(cfg.image_channels, args.disc_channels).to(device)
     opt = torch.optim.Adam(trained.parameters(), lr=args.learning_rate, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(disc.parameters(), lr=args.learning_rate, betas=(0.5, 0.9))
@@ -284,9 +287,9 @@ def train(args: argparse.Namespace) -> dict:
             if args.decoder_only:  # a frozen codebook is neither initialised from data nor restarted
                 pass
             elif step == 0 and start_epoch == 0 and not args.init_from:
-                restarted += model.codebook.restart_dead_codes(0)  # data init: the whole codebook from encoder outputs
+                restarted += restarter.restart(0)  # data init: the whole codebook from encoder outputs
             elif args.restart_after:
-                restarted += model.codebook.restart_dead_codes(args.restart_after)
+                restarted += restarter.restart(args.restart_after)
 
             d_loss = torch.zeros(())
             if use_gan:

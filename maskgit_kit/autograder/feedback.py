@@ -28,7 +28,7 @@ def is_timeout(exc: BaseException) -> bool:
 
 
 def describe(exc: BaseException, todo: str, where_to_look: str, impl) -> Feedback:
-    """``todo``/``where_to_look``: the check's TODO and function (from _points.py); ``impl``: the Implementation."""
+    """``todo``/``where_to_look``: the check's TODO and function (its @points); ``impl``: the Implementation."""
     from .check import CheckFailure  # imports torch: not needed before the first check
 
     see = f"see {todo}: {where_to_look}"

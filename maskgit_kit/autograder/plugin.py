@@ -8,8 +8,10 @@ folder is collected.
     pytest grader/ --gradescope out.json    also write Gradescope's results.json
     pytest grader/ --todo TODO1             only the checks of one TODO
     pytest grader/ -v   (or --tb=long)      full tracebacks instead of the short feedback
+    pytest grader/ --collect-only --list-checks PATH   write the collected checks as JSON (for tools/make_lab.py)
 
-Points live in ``points.py``; the checks in ``grader/test_*.py``. See grader/README.md.
+Each check declares its points beside it (``@points``, see ``points.py``); the TODOs' titles come from the
+generated ``todos.json`` (``todos.py``). See grader/README.md.
 """
 from __future__ import annotations
 
@@ -24,13 +26,16 @@ from ..paths import KIT_ROOT
 from . import timeout as _timeout
 from .feedback import Feedback, describe
 from .impl import Implementation, ImplError, resolve_impl
-from .points import CHECKS, TODOS
+from .points import MARK_HELP, PointsError, check_of
 from .results import Record, Results, write_json
+from .todos import Catalogue, Check, TodosError
+from .todos import load as load_todos
 
 __all__ = [  # hooks and fixtures, for `from maskgit_kit.autograder.plugin import *` in grader/conftest.py
     "pytest_addoption",
     "pytest_ignore_collect",
     "pytest_configure",
+    "pytest_pycollect_makeitem",
     "pytest_collection_modifyitems",
     "pytest_collectreport",
     "pytest_collection_finish",
@@ -50,6 +55,9 @@ class _State:
         self.results: Results | None = None
         self.gradescope: Path | None = None
         self.params: dict[str, int] = {}  # check -> number of collected cases
+        self.checks: dict[str, Check] = {}  # check -> its @points declaration (read at collection)
+        self.catalogue: Catalogue | None = None  # todos.json: the TODOs' titles and the known checks
+        self.list_checks: Path | None = None  # --list-checks: write the collected checks there
         self.collection_failed = False
         self.written_final = False
         self.grader_dir = (KIT_ROOT / "grader").resolve()  # the folder of the checks (set by its conftest.py)
@@ -68,9 +76,12 @@ def pytest_addoption(parser):
     g.addoption("--impl", default="lab", help="folder to grade (lab tree); relative to the working directory or "
                                              "the repo root (default: lab)")
     g.addoption("--gradescope", default=None, metavar="PATH", help="write Gradescope's results.json to PATH")
-    g.addoption("--todo", action="append", choices=sorted(TODOS), default=None,
+    g.addoption("--todo", action="append", default=None, metavar="TODOn",
                 help="grade only these TODOs (repeatable; default: all)")
     g.addoption("--check-timeout", type=float, default=60.0, help="seconds allowed per check (default: 60)")
+    g.addoption("--list-checks", default=None, metavar="PATH",
+                help="with --collect-only: write every collected check (TODO, points, where to look, title) as "
+                     "JSON to PATH (tools/make_lab.py builds todos.json and the README tables from it)")
 
 
 def _inside_grader(config) -> list[bool]:
@@ -89,22 +100,34 @@ def pytest_ignore_collect(collection_path, config):
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", MARK_HELP)
     inside = _inside_grader(config)
     if not any(inside):
         return
     STATE.active = True
     STATE.gradescope = Path(config.getoption("gradescope")).resolve() if config.getoption("gradescope") else None
+    listing = config.getoption("list_checks")
+    STATE.list_checks = Path(config.invocation_params.dir, listing).resolve() if listing else None
+    if STATE.list_checks is not None and all(inside):
+        # what todos.json is generated from: needs neither todos.json nor a graded folder (nothing runs)
+        STATE.results = Results(impl="(listing the checks)")
+        return
     try:
         if not all(inside):  # tests/ activate solutions/: never in the same process
             raise ImplError("run the grader on its own (pytest grader/), not together with other test folders")
+        STATE.catalogue = load_todos()
+        unknown = [t for t in config.getoption("todo") or [] if t not in STATE.catalogue.todos]
+        if unknown:
+            raise ImplError(f"--todo {unknown[0]}: unknown TODO (known: {', '.join(STATE.catalogue.todos)})")
         root = resolve_impl(config.getoption("impl"), Path(config.invocation_params.dir))
-    except ImplError as exc:
+    except (ImplError, TodosError) as exc:
         STATE.results = Results(impl=str(config.getoption("impl")))
         STATE.results.notes.append(f"ERROR: {exc}")
         _write_final()
         raise pytest.UsageError(str(exc)) from None
     STATE.impl = Implementation(root)
-    STATE.results = Results(impl=str(root))
+    titles = {t.id: t.title for t in STATE.catalogue.todos.values()} if STATE.catalogue else {}
+    STATE.results = Results(impl=str(root), titles=titles)
     if config.option.tbstyle == "auto" and config.option.verbose <= 0:
         config.option.tbstyle = "no"   # our one- or two-line feedback replaces tracebacks (-v brings them back)
         config.option.reportchars = ""
@@ -116,19 +139,49 @@ def pytest_configure(config):
         atexit.register(_write_final)
 
 
+def _declare(item) -> str:
+    """Record a collected check's @points declaration; a problem with it is ``pytest.fail``ed (a collection error
+    of its file, naming the check) or, outside collection, raised as a usage error."""
+    try:
+        check = check_of(item)
+    except PointsError as exc:
+        return str(exc)
+    known = STATE.checks.setdefault(check.name, check)
+    if known.file != check.file:
+        return f"{item.nodeid}: a check named {check.name} is also in {known.file}; check names must be unique"
+    if known != check:
+        return f"{item.nodeid}: the cases of {check.name} declare different points"
+    if STATE.catalogue is not None and check.todo not in STATE.catalogue.todos:
+        return (f"{item.nodeid}: {check.name} is declared for {check.todo}, which is not a TODO of the lab (known: "
+                f"{', '.join(STATE.catalogue.todos)})")
+    return ""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pycollect_makeitem(collector, name, obj):
+    result = yield
+    if STATE.active:
+        for it in result if isinstance(result, list) else [result]:
+            problem = _declare(it) if isinstance(it, pytest.Function) else ""
+            if problem:
+                pytest.fail(problem, pytrace=False)  # collecting this file fails, and the message names the check
+    return result
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session, config, items):
     if not STATE.active:
         return
     for it in items:
-        name = it.originalname
-        if name not in CHECKS:
-            raise pytest.UsageError(f"maskgit_kit/autograder/points.py has no points for {name} ({it.nodeid})")
-        STATE.params[name] = STATE.params.get(name, 0) + 1
+        if it.originalname not in STATE.checks:  # not collected by the hook above (another kind of item)
+            problem = _declare(it)
+            if problem:
+                raise pytest.UsageError(problem)
+        STATE.params[it.originalname] = STATE.params.get(it.originalname, 0) + 1
     todos = config.getoption("todo")
     if todos:
-        keep = [it for it in items if CHECKS[it.originalname][0] in todos]
-        dropped = [it for it in items if CHECKS[it.originalname][0] not in todos]
+        keep = [it for it in items if STATE.checks[it.originalname].todo in todos]
+        dropped = [it for it in items if STATE.checks[it.originalname].todo not in todos]
         if dropped:
             config.hook.pytest_deselected(items=dropped)
         items[:] = keep
@@ -145,18 +198,30 @@ def pytest_collectreport(report):
 def pytest_collection_finish(session):
     if not STATE.active:
         return
+    if STATE.list_checks is not None:
+        _list_checks(STATE.list_checks)
     res = STATE.results
     for it in session.items:
-        name = it.originalname
-        doc = (it.function.__doc__ or name).strip().splitlines()[0].rstrip(".")
+        check = STATE.checks[it.originalname]
         case = it.callspec.id if hasattr(it, "callspec") else ""
-        res.add(it.nodeid, Record(name, case, doc, CHECKS[name][1] / STATE.params[name]))
+        res.add(it.nodeid, Record(check.name, case, check.title, check.points / STATE.params[check.name],
+                                  todo=check.todo, where=check.where))
     todos = session.config.getoption("todo")
-    for name, (todo, points, _) in CHECKS.items():  # checks lost to a collection error still count, as failed
-        if STATE.collection_failed and name not in STATE.params and (not todos or todo in todos):
-            rec = Record(name, "", name, points, "failed",
-                         Feedback("crash", "not run: its test file could not be collected (see the error above)"))
-            res.add(f"<not collected>::{name}", rec)
+    known = STATE.catalogue.checks.values() if STATE.catalogue else ()
+    for c in known:  # checks lost to a collection error still count, as failed
+        if STATE.collection_failed and c.name not in STATE.params and (not todos or c.todo in todos):
+            rec = Record(c.name, "", c.name, c.points, "failed",
+                         Feedback("crash", "not run: its test file could not be collected (see the error above)"),
+                         todo=c.todo, where=c.where)
+            res.add(f"<not collected>::{c.name}", rec)
+
+
+def _list_checks(path: Path) -> None:
+    """--list-checks: the collected declarations, in collection order, with their number of cases (a reader
+    must also look at pytest's exit status: a file that could not be collected is missing from the list)."""
+    data = {name: {**{k: v for k, v in vars(c).items() if k != "name"}, "cases": STATE.params[name]}
+            for name, c in STATE.checks.items() if name in STATE.params}
+    write_json(path, data)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -169,8 +234,7 @@ def pytest_runtest_makereport(item, call):
     if report.failed:
         if rec.status != "failed":  # keep the first failure (setup before call before teardown)
             exc = call.excinfo.value if call.excinfo else RuntimeError(str(report.longrepr))
-            todo, _, where = CHECKS[rec.check]
-            rec.feedback = describe(exc, todo, where, STATE.impl)
+            rec.feedback = describe(exc, rec.todo, rec.where, STATE.impl)
             rec.status = "failed"
     elif report.when == "call" and report.passed and rec.status == "not run":
         rec.status = "passed"
@@ -184,7 +248,7 @@ def pytest_runtest_logfinish(nodeid, location):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if not STATE.active or STATE.results is None:
+    if not STATE.active or STATE.results is None or STATE.list_checks is not None:
         return
     terminalreporter.write_sep("=", "grader summary")
     for line in STATE.results.summary().splitlines():

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from ..atomic import write_json as _atomic_write_json
 from .feedback import Feedback
-from .points import CHECKS, TODOS
 
 INCOMPLETE = "GRADING INCOMPLETE: the run stopped (crash, kill or interrupt) before every check had run; " \
              "checks not run score 0"
@@ -20,16 +19,14 @@ INCOMPLETE = "GRADING INCOMPLETE: the run stopped (crash, kill or interrupt) bef
 
 @dataclass
 class Record:
-    check: str              # test function name (key of CHECKS)
+    check: str              # test function name
     case: str               # parametrization id ("" when none)
     title: str              # what is checked (the test's docstring, first line)
     max_score: float
     status: str = "not run"  # passed | failed | not run
     feedback: Feedback | None = None
-
-    @property
-    def todo(self) -> str:
-        return CHECKS[self.check][0]
+    todo: str = ""          # the check's TODO and the function to look at (its @points declaration)
+    where: str = ""
 
     @property
     def score(self) -> float:
@@ -47,6 +44,7 @@ class Record:
 @dataclass
 class Results:
     impl: str
+    titles: dict[str, str] = field(default_factory=dict)  # TODO -> its title, in order (todos.json)
     start: float = field(default_factory=time.time)
     records: dict[str, Record] = field(default_factory=dict)  # by pytest node id
     notes: list[str] = field(default_factory=list)  # run-level problems (collection errors, ...)
@@ -96,12 +94,12 @@ class Results:
 
     def table(self) -> list[str]:
         rows = []
-        for todo, title in TODOS.items():
+        for todo, title in self.titles.items():
             recs = [r for r in self.records.values() if r.todo == todo]
             if not recs:
                 continue
             passed = sum(r.status == "passed" for r in recs)
-            rows.append((todo, title.split(":")[0], f"{passed}/{len(recs)}",
+            rows.append((todo, title, f"{passed}/{len(recs)}",
                          f"{_num(sum(r.score for r in recs))}/{_num(sum(r.max_score for r in recs))}"))
         earned, possible = self.total()
         passed = sum(r.status == "passed" for r in self.records.values())

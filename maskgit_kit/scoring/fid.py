@@ -4,7 +4,7 @@
   default), fed from in-memory uint8 arrays exactly as pytorch-fid's loader would feed it (RGB / 255 in
   [0, 1], the model resizes to 299 bilinearly), but batched under ``torch.inference_mode`` in
   channels-last layout with each BatchNorm folded into its convolution. fp32 by default: bf16 is
-  faster but moved FID by 1.1-1.6 (about 1.5 %) on 150-image subsets of the test split (docs/scoring.md),
+  faster but moved FID by 1.1-1.6 (about 1.5 %) on 150-image subsets of the test split (measured here),
   more than a grading tool should, so it is opt-in (``precision="bf16"``).
 - Statistics: mean and covariance of the float64 features, as pytorch-fid computes them.
 - Fréchet distance: ``backend="pytorch-fid"`` is ``pytorch_fid.fid_score.calculate_frechet_distance``

@@ -63,7 +63,7 @@ class MaskGitConfig:
     num_image_tokens: int = 256
     num_codebook_vectors: int = 512
     choice_temperature: float = 4.5
-    gamma_type: str = "cosine"
+    mask_func: str = "cosine"  # the mask schedule's name (YAML key ``gamma_type``, as in the course)
     label_smoothing: float = 0.1
     source: str = ""  # the YAML file this was read from (for error messages)
 
@@ -135,7 +135,8 @@ def load_maskgit_config(path: str | Path) -> MaskGitConfig:
     vq_cfg_path = resolve_path(vq["VQ_config_path"], script_dir)
     vqgan = load_vqgan_config(vq_cfg_path)
     ckpt = mp.pop("Transformer_CKPT_path", "transformer_checkpoints/best.pt")
-    top = _build(_TopLevel, mp, f"{path}: model_param")
+    top = dataclasses.asdict(_build(_TopLevel, mp, f"{path}: model_param"))
+    top["mask_func"] = top.pop("gamma_type")
     cfg = MaskGitConfig(
         vqgan=vqgan,
         transformer=transformer,
@@ -143,7 +144,7 @@ def load_maskgit_config(path: str | Path) -> MaskGitConfig:
         vqgan_ckpt_path=resolve_path(vq["VQ_CKPT_path"], script_dir),
         transformer_ckpt_path=resolve_path(ckpt, script_dir),
         source=str(path),
-        **dataclasses.asdict(top),
+        **top,
     )
     for name, a, b in (
         ("num_codebook_vectors", cfg.num_codebook_vectors, vqgan.num_codebook_vectors),
@@ -160,6 +161,8 @@ def load_maskgit_config(path: str | Path) -> MaskGitConfig:
 
 @dataclass
 class _TopLevel:
+    """The top-level keys of ``model_param`` as the YAML spells them."""
+
     num_image_tokens: int = 256
     num_codebook_vectors: int = 512
     choice_temperature: float = 4.5

@@ -2,7 +2,7 @@
 
 MaskGIT only uses it as a fixed tokenizer: ``encode`` turns an image into a grid of code ids, and
 ``decode_indices`` turns a (completed) grid of ids back into an image. The adversarial part of the
-VQGAN lives in ``discriminator.py`` and in the trainer; it is not needed at inference.
+VQGAN (its PatchGAN discriminator) belongs to the VQGAN trainer, an instructor tool; it is not needed here.
 """
 from __future__ import annotations
 

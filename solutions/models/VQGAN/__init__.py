@@ -1,6 +1,5 @@
 """The VQGAN image tokenizer (given code): ``VQGAN`` for the model, ``load_vqgan`` for a checkpoint."""
 from .codebook import Codebook, CodebookUsage, codebook_usage
-from .discriminator import PatchDiscriminator
 from .vqgan import VQGAN, load_vqgan
 
-__all__ = ["VQGAN", "Codebook", "CodebookUsage", "PatchDiscriminator", "codebook_usage", "load_vqgan"]
+__all__ = ["VQGAN", "Codebook", "CodebookUsage", "codebook_usage", "load_vqgan"]

@@ -1,13 +1,10 @@
 """Vector quantisation: snap every latent vector to its nearest codebook entry.
 
 The codebook turns the encoder's continuous grid into discrete ids, the "tokens" the transformer models.
-Two guards against codebook collapse (most ids never used, so the transformer has few tokens to work
-with), both measured on this kit's data:
-
-* ``l2_normalized=True`` compares unit vectors (cosine similarity, as in ViT-VQGAN, Yu et al. 2022):
-  codes cannot drift far away from the encoder outputs and die.
-* ``restart_dead_codes`` (called by the trainer after each optimiser step) moves every code that went
-  unused for a number of training steps onto a random encoder output of the latest batch.
+Guard against codebook collapse (most ids never used, so the transformer has few tokens to work with):
+``l2_normalized=True`` compares unit vectors (cosine similarity, as in ViT-VQGAN, Yu et al. 2022), so codes
+cannot drift far away from the encoder outputs and die. (The VQGAN trainer also restarts codes that go
+unused; that is training machinery and lives with the trainer, not in the lab.)
 """
 from __future__ import annotations
 
@@ -45,9 +42,6 @@ class Codebook(nn.Module):
         self.l2_normalized = l2_normalized
         self.embedding = nn.Embedding(num_codebook_vectors, latent_dim)
         self.embedding.weight.data.uniform_(-1.0 / num_codebook_vectors, 1.0 / num_codebook_vectors)
-        # training-only bookkeeping for restart_dead_codes (not saved: a checkpoint holds weights only)
-        self.register_buffer("steps_since_used", torch.zeros(num_codebook_vectors, dtype=torch.long), persistent=False)
-        self._last_latents: torch.Tensor | None = None
 
     def codes(self) -> torch.Tensor:
         """The code vectors as the lookup sees them: float (K, D), unit length when l2-normalised."""
@@ -80,36 +74,5 @@ class Codebook(nn.Module):
             # straight-through estimator: the value is exactly the code (adding z - z = 0 changes no bit),
             # the gradient w.r.t. z_q is handed unchanged to z
             z_q_flat = z_q_flat.detach() + (z_flat - z_flat.detach())
-        if self.training:
-            self._record_usage(indices, z_flat)
         z_q = z_q_flat.reshape(B, h, w, D).permute(0, 3, 1, 2)             # (B, D, h, w)
         return z_q, indices.reshape(B, h, w), q_loss
-
-    @torch.no_grad()
-    def _record_usage(self, indices: torch.Tensor, z_flat: torch.Tensor) -> None:
-        self.steps_since_used += 1
-        self.steps_since_used[indices.unique()] = 0
-        self._last_latents = z_flat.detach()
-
-    @torch.no_grad()
-    def restart_dead_codes(self, min_unused_steps: int) -> int:
-        """Re-initialise every code unused for ``min_unused_steps`` training steps; returns how many.
-
-        Each dead code is replaced by a randomly chosen encoder output of the last training batch, so it
-        lies where the data is and will be picked again. Call after ``optimizer.step()`` (changing the
-        weight before backward would invalidate the autograd graph). ``min_unused_steps=0`` re-initialises
-        the whole codebook from data.
-        """
-        if self._last_latents is None:
-            return 0
-        dead = (self.steps_since_used >= min_unused_steps).nonzero().squeeze(1)
-        if dead.numel() == 0:
-            return 0
-        pool = self._last_latents
-        if dead.numel() <= len(pool):  # distinct encoder outputs where possible
-            picks = torch.randperm(len(pool), device=pool.device)[: dead.numel()]
-        else:
-            picks = torch.randint(len(pool), (dead.numel(),), device=pool.device)
-        self.embedding.weight[dead] = pool[picks].to(self.embedding.weight.dtype)
-        self.steps_since_used[dead] = 0
-        return int(dead.numel())

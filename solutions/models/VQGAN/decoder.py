@@ -39,7 +39,7 @@ class Decoder(nn.Module):
 
     @property
     def last_layer(self) -> nn.Conv2d:
-        """The output conv; the trainer's adaptive GAN weight compares gradients at its weight."""
+        """The output conv; the VQGAN trainer's adaptive GAN weight compares gradients at its weight."""
         return self.model[-1]
 
     def forward(self, z_q: torch.Tensor) -> torch.Tensor:

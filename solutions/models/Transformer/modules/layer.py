@@ -19,7 +19,8 @@ class MultiHeadAttention(nn.Module):
         Output features ``h * d_k : (h + 1) * d_k`` belong to head ``h``.
       - ``out_proj``: ``nn.Linear(dim, dim)`` merging the heads back.
       - ``attn_drop``: ``nn.Dropout`` applied to the attention weights (active in train mode only).
-      - ``num_heads``; ``d_k = dim // num_heads`` (48 in the course config, 16 in the CPU config).
+      - ``num_heads``; ``d_k = dim // num_heads``: 768 / 16 = 48 in the course's (and config/MaskGit_gpu.yml)
+        config, 256 / 8 = 32 in the CPU config config/MaskGit.yml.
     """
 
     def __init__(self, dim=768, num_heads=16, attn_drop=0.1):
@@ -47,7 +48,7 @@ class MultiHeadAttention(nn.Module):
         Not allowed here: ``nn.MultiheadAttention``, ``F.scaled_dot_product_attention``,
         ``F.multi_head_attention_forward``.
         """
-        # BEGIN SOLUTION TODO1: multi-head attention: split heads, scaled dot product, softmax, merge
+        # BEGIN SOLUTION TODO1 (attention): multi-head attention: split heads, scaled dot product, softmax, merge
         B, N, C = x.shape
         h, d_k = self.num_heads, self.d_k
         # (B, N, C) -> (B, h, N, d_k): head h owns features h*d_k:(h+1)*d_k

@@ -1,0 +1,61 @@
+"""The three output folders of ``inpainting.py`` (given code), written all or nothing.
+
+    test_results/image_{i:03d}.png   the inpainted 64x64 image i (same numbering as the test files)
+    mask_scheduling/test_{i}.png     the latent mask before decoding and after each step (white = known)
+    imga/test_{i}.png                the masked input, then the decoded image after each step
+
+Why staged: the folders are filled in a staging folder and swapped in only when every image is done
+(``maskgit_kit.atomic.replacing_dirs``), so an error half-way leaves the previous results complete.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision.utils import save_image
+
+from maskgit_kit import atomic
+from utils import tensor_to_image
+
+OUTPUT_DIRS = ("test_results", "mask_scheduling", "imga")
+
+
+class InpaintingOutputs:
+    """``with InpaintingOutputs(folder, image_size, latent_size) as out: out.save(i, ...)`` for every image."""
+
+    def __init__(self, root, image_size: int, latent_size: int):
+        self.root = Path(root)
+        self.image_size, self.latent_size = image_size, latent_size
+        self._replacing = None
+        self._staging: Path | None = None
+
+    def __enter__(self) -> InpaintingOutputs:
+        self._replacing = atomic.replacing_dirs(self.root, OUTPUT_DIRS)
+        self._staging = self._replacing.__enter__()
+        for name in OUTPUT_DIRS:
+            (self._staging / name).mkdir()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._staging = None
+        return bool(self._replacing.__exit__(*exc))
+
+    def save(self, i: int, output: torch.Tensor, masks: list[torch.Tensor], steps: list[torch.Tensor]) -> None:
+        """Write test image ``i``: ``output`` float (3, H, W) in [-1, 1]; ``masks`` bool (N,) each, True = masked,
+        before the first step and after each; ``steps`` float (3, H, W) in [-1, 1] each, the masked input first
+        (nothing is written to imga/ when ``steps`` is empty)."""
+        stage, h = self._staging, self.latent_size
+        Image.fromarray(tensor_to_image(output)).save(stage / "test_results" / f"image_{i:03d}.png")
+        grid = torch.stack([(~m).float().view(1, h, h) for m in masks])
+        grid = F.interpolate(grid, size=self.image_size, mode="nearest")
+        save_image(grid, stage / "mask_scheduling" / f"test_{i}.png", nrow=len(masks), padding=1)
+        if steps:
+            seq = torch.stack([s.cpu() for s in steps])
+            save_image(seq.add(1).div(2), stage / "imga" / f"test_{i}.png", nrow=len(seq), padding=1)
+
+    def write_settings(self, settings: dict) -> None:
+        """``test_results.json`` beside the folders: the flags and settings of this run."""
+        atomic.write_text(self.root / "test_results.json", json.dumps(settings, indent=2, default=str))

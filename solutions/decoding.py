@@ -1,0 +1,102 @@
+"""Decoding a batch of test images (given code): what ``inpainting.py`` runs around your ``iterative_decoding``.
+
+    masked images --prefill + encode_to_z--> token ids + token mask --iterative_decoding--> ids --decode_to_image-->
+
+``DecodeSettings`` holds every decoding setting as a plain value, resolved once from the flags and the config
+(``command_line.decode_settings``); ``inpaint_batch`` runs one batch with them. ``experiments.py`` and the
+benchmark use the same helpers, so all of them decode alike.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from hole_fill import prefill_holes
+from models.sampling import image_generators
+from models.VQGAN_Transformer import MaskGit
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How to decode, as plain values."""
+
+    choice_temperature: float       # Gumbel noise scale on the confidence (the config's 4.5 unless a flag says)
+    total_iter: int = 8             # T, steps of the mask schedule
+    sweet_spot: int | None = None   # stop after this many steps (None: all T)
+    sample: bool = False            # True: sample ids from softmax(logits); False: argmax
+    prefill: str = "laplace"        # hole fill before tokenizing (hole_fill.PREFILLS)
+    precision: str = "fp32"         # "fp32" or "bf16" (autocast) for the transformer
+    composite: bool = False         # copy the known pixels of the input into the output
+    save_steps: bool = True         # also decode the image after every step (for imga/)
+    seed: int = 0                   # with the image index, seeds each image's generator
+
+
+def latent_mask(pixel_mask: torch.Tensor, latent_size: int) -> torch.Tensor:
+    """Pixel mask float (B, 1, H, W), 1 = known -> token mask bool (B, N), True where the token's patch touches
+    a hole (as in the course: average-pool and mask any token that is not fully known)."""
+    hole = 1.0 - pixel_mask
+    pooled = F.adaptive_avg_pool2d(hole, latent_size)  # (B, 1, h, w): hole fraction per patch
+    return (pooled > 0).flatten(1)
+
+
+def precision_context(device: torch.device, precision: str):
+    """bfloat16 autocast on ``device`` for "bf16", nothing for "fp32"."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def keep_freed_memory() -> None:
+    """Ask glibc to keep freed memory for reuse instead of handing it back to the OS.
+
+    Why: each decoding step allocates and frees buffers of tens to hundreds of MB (attention weights,
+    logits, noise). By default glibc maps each one anew and the kernel faults in and zeroes every page
+    again; on the kit's 2-core VMs that costs about as much as the arithmetic (docs/performance.md).
+    Call once per process, from a script's ``main``; a no-op where the C library has no ``mallopt``.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
+    mallopt(m_mmap_max, 0)  # large blocks from the heap, not from fresh mmap()s
+    mallopt(m_trim_threshold, 2**31 - 1)  # and never trim the heap back
+
+
+@torch.inference_mode()
+def tokenize_masked(model: MaskGit, images, pixel_masks, prefill: str = "laplace"):
+    """Token ids int64 (B, N) of the masked images, holes pre-filled by ``prefill`` first (hole_fill.py says
+    why), and the token mask bool (B, N), True = to inpaint."""
+    _, z_indices = model.encode_to_z(prefill_holes(images, pixel_masks, prefill))
+    return z_indices, latent_mask(pixel_masks, model.cfg.vqgan.latent_size).to(z_indices.device)
+
+
+@torch.inference_mode()
+def inpaint_batch(model: MaskGit, images, pixel_masks, indices, settings: DecodeSettings, iterative_decoding):
+    """Inpaint one batch with ``iterative_decoding`` (inpainting.py's TODO3, passed in).
+
+    Inputs: images float (B, 3, H, W) in [-1, 1]; pixel_masks float (B, 1, H, W), 1 = known; indices: the
+    test-image numbers (B,), which seed the per-image generators.
+    Returns ``(outputs, steps, masks)``: outputs float (B, 3, H, W) in [-1, 1]; steps: the decoded image after
+    each step (empty unless ``settings.save_steps``); masks: the token mask before the first step, then after
+    each step, bool (B, N) each.
+    """
+    z_indices, mask = tokenize_masked(model, images, pixel_masks, settings.prefill)
+    generators = image_generators(indices, settings.seed)
+    with precision_context(images.device, settings.precision):
+        z_final, history = iterative_decoding(model, z_indices, mask, settings.total_iter, settings.sweet_spot,
+                                              generators=generators, choice_temperature=settings.choice_temperature,
+                                              sample=settings.sample)
+    out = model.decode_to_image(z_final)
+    if settings.composite:  # keep the known pixels of the input exactly
+        out = pixel_masks * images + (1 - pixel_masks) * out
+    steps = [model.decode_to_image(z) for z, _ in history] if settings.save_steps else []
+    masks = [mask] + [m for _, m in history]
+    return out, steps, masks
