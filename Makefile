@@ -3,11 +3,11 @@
 #   make test   install what is missing, run the project's tests
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-IMPORTS := torch, torchvision, pytorch_fid, skimage, tqdm, yaml, matplotlib, pytest, pytest_timeout, ruff
+IMPORTS := torch, torchvision, pytorch_fid, skimage, tqdm, yaml, matplotlib, pytest, pytest_timeout, ruff, copydetect
 # the kit's package must be installed from this very folder (editable), not from another clone
 THIS_KIT := import maskgit_kit, pathlib, sys; sys.exit(pathlib.Path(maskgit_kit.__file__).resolve().parents[1] != pathlib.Path.cwd().resolve())
 
-.PHONY: setup packages fashion-mnist fid-weights demo test grade lab lab-check data lint
+.PHONY: setup packages fashion-mnist fid-weights demo test grade lab lab-check release data lint
 
 setup: packages fashion-mnist fid-weights
 
@@ -40,6 +40,11 @@ lab:
 
 lab-check:
 	$(PYTHON) tools/make_lab.py --check
+
+# the student hand-out: dist/student/ and dist/maskgit-lab-<version>-student.zip
+#   make release RELEASE_FLAGS="--force --with-transformer"   (replace it; ship checkpoints/transformer.pt)
+release:
+	$(PYTHON) tools/make_release.py $(RELEASE_FLAGS)
 
 data:
 	@test -d data/fashion64/train || $(PYTHON) tools/prepare_data.py fashion-mnist --splits train,val
