@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from grader_mutants import ENDLESS_LOOP, HARD_EXIT, IMPORT_ERROR, MUTANTS, NOISY_EXIT, write_submission
+from grader_mutants import ENDLESS_LOOP, HARD_EXIT, IMPORT_ERROR, MUTANTS, NOISY_EXIT, VARIANTS, write_submission
 from test_grader import validate_gradescope
 
 from conftest import tool
@@ -50,7 +50,7 @@ def graded(lab, tmp_path_factory):
     subs = root / "submissions"
     write_submission(subs / "reference")
     (subs / "lab_stubs").mkdir()  # no student files: the lab's stubs are graded
-    for m in [*MUTANTS, NOISY_EXIT, IMPORT_ERROR]:
+    for m in [*MUTANTS, *VARIANTS, NOISY_EXIT, IMPORT_ERROR]:
         write_submission(subs / m.name, m)
     env = {**os.environ, "PYTHONPATH": str(REPO / "solutions")}
     return run_batch(lab, subs, root, env=env)
@@ -80,6 +80,14 @@ def test_grader_fails_mutant_in_its_todo_with_a_telling_message(graded, mutant):
     outputs = [t["output"] for t in failed]
     assert any(mutant.message in o for o in outputs), f"no feedback mentions {mutant.message!r}: {outputs}"
     assert all(f"see {mutant.todo}" in o for o in outputs), outputs
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
+def test_correct_code_written_differently_scores_100(graded, variant):
+    rows, results = graded
+    row = rows[variant.name]
+    failed = [f"{t['name']}: {t['output']}" for t in load(results, variant.name)["tests"] if t["status"] != "passed"]
+    assert row["status"] == "ok" and float(row["score"]) == 100.0, "\n".join(failed) or row
 
 
 def test_reference_scores_100(graded):
