@@ -4,7 +4,8 @@
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 IMPORTS := torch, torchvision, pytorch_fid, skimage, tqdm, yaml, matplotlib, pytest, pytest_timeout, ruff, copydetect
-# the kit's package must be installed from this very folder (editable), not from another clone
+# the kit's package must be installed from this very folder (editable), not from another clone; -I: not
+# found through the working directory (which holds maskgit_kit/ itself)
 THIS_KIT := import maskgit_kit, pathlib, sys; sys.exit(pathlib.Path(maskgit_kit.__file__).resolve().parents[1] != pathlib.Path.cwd().resolve())
 
 .PHONY: setup packages fashion-mnist fid-weights demo test grade lab lab-check release data lint
@@ -12,7 +13,7 @@ THIS_KIT := import maskgit_kit, pathlib, sys; sys.exit(pathlib.Path(maskgit_kit.
 setup: packages fashion-mnist fid-weights
 
 packages:
-	@($(PYTHON) -c "import $(IMPORTS)" && $(PYTHON) -c "$(THIS_KIT)") 2>/dev/null \
+	@($(PYTHON) -c "import $(IMPORTS)" && $(PYTHON) -I -c "$(THIS_KIT)") 2>/dev/null \
 	  || $(PYTHON) -m pip install -r requirements.txt
 
 # Only training needs the raw Fashion-MNIST (the test split is committed); a failure here is not fatal.
