@@ -10,7 +10,7 @@ Sections (``--skip`` leaves some out):
             matmul peaks of this machine.
   steps     T = 8 vs T = 256 with the same model on a subset.
   training  transformer training images/s: token cache vs VQGAN encoding every batch, bf16 vs fp32.
-  grader    wall time of ``pytest grader/ --impl solutions`` and of ``maskgit_kit/scoring/score.py`` (when they exist).
+  grader    wall time of ``pytest grader/ --impl solutions`` and of the scoring command (``maskgit-score``).
 Runs with the shipped checkpoints when present, random weights otherwise (timings do not depend on them).
 Every ratio is given by wall time and by CPU time of this process: when other jobs share the cores, the
 methods compared are interleaved so that they see the same load, and CPU time is the steadier figure.
@@ -217,12 +217,9 @@ def section_grader(args, ctx) -> dict:
                                               "-p", "no:cacheprovider"], args.grader_timeout)
     else:
         res["pytest"] = {"note": "skipped: grader/conftest.py does not exist yet"}
-    score = REPO / "grader" / "score.py"
     inpainted = ctx.get("inpainted")
     full = len(measure.LoadTestData(Path(args.data_root) / "masked_image", Path(args.data_root) / "mask64"))
-    if not score.is_file():
-        res["score"] = {"note": "skipped: maskgit_kit/scoring/score.py does not exist yet"}
-    elif inpainted is None:
+    if inpainted is None:
         res["score"] = {"note": "skipped: needs the inpaint section's images"}
     elif len(ctx["indices"]) != full:
         res["score"] = {"note": f"skipped: scoring needs all {full} test images (ran --images {len(ctx['indices'])})"}
@@ -236,7 +233,8 @@ def section_grader(args, ctx) -> dict:
                 folder.mkdir()
                 for img, i in zip(inpainted[prec], ctx["indices"].tolist(), strict=True):
                     Image.fromarray(tensor_to_image(img)).save(folder / f"image_{i:03d}.png")
-                res[key] = measure.time_command([sys.executable, str(score), "--predicted-path", str(folder),
+                res[key] = measure.time_command([sys.executable, "-m", "maskgit_kit.scoring.score",
+                                                 "--predicted-path", str(folder),
                                                  "--json", str(Path(tmp) / "score.json")], args.grader_timeout)
                 res[key]["precision"] = prec
                 if (Path(tmp) / "score.json").is_file():

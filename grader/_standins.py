@@ -53,8 +53,40 @@ def encode_to_z(self, x):
     return encoded[0], encoded[1].flatten(1)
 
 
+def fixed_mask(batch: int, n: int, offset: int = 0) -> torch.Tensor:
+    """A deterministic training mask (B, N): every third token, shifted per image (about a third masked)."""
+    pos = torch.arange(n)
+    return torch.stack([(pos + b + offset) % 3 == 0 for b in range(batch)])
+
+
+def fixed_mask_tokens(self, z_indices, ratio=None, generator=None):
+    """MaskGit.mask_tokens with a fixed pattern (the training checks: the loss of a batch is reproducible)."""
+    mask = fixed_mask(*z_indices.shape).to(z_indices.device)
+    masked = torch.where(mask, torch.full_like(z_indices, self.mask_token_id), z_indices)
+    return masked, mask
+
+
+def forward(self, x, ratio=None):
+    """MaskGit.forward as its docstring describes it; records (mode, grad enabled, logits, target) per call in
+    ``self.grader_calls`` (created on first use) so the loop checks see what the loops got."""
+    ids = x if not torch.is_floating_point(x) else encode_to_z(self, x)[1]
+    masked, mask = self.mask_tokens(ids, ratio)
+    logits = self.transformer(masked)
+    target = ids.masked_fill(~mask, -100)
+    calls = self.__dict__.setdefault("grader_calls", [])
+    calls.append((self.training, torch.is_grad_enabled(), logits.detach().clone(), target.clone()))
+    return logits, target
+
+
+def configure_optimizers(self):
+    """TrainTransformer.configure_optimizers, known good: AdamW over the transformer, a constant LambdaLR."""
+    optimizer = torch.optim.AdamW(self.model.transformer.parameters(), lr=self.learning_rate, weight_decay=0.0)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
 def use(monkeypatch, impl, *names: str) -> None:
-    """Replace the named functions ("attention", "gamma", "encode") of ``impl`` for the current check."""
+    """Replace the named functions ("attention", "gamma", "encode"; for the loop checks "fixed_mask", "forward",
+    "optimizer") of ``impl`` for the current check."""
     if "attention" in names:
         layer = impl.module("models.Transformer.modules.layer")
         monkeypatch.setattr(layer.MultiHeadAttention, "forward", attention_forward)
@@ -63,3 +95,12 @@ def use(monkeypatch, impl, *names: str) -> None:
         monkeypatch.setattr(maskgit, "gamma_func", gamma_func)
     if "encode" in names:
         monkeypatch.setattr(maskgit, "encode_to_z", encode_to_z)
+    if {"fixed_mask", "forward"} & set(names):
+        maskgit = impl.module("models.VQGAN_Transformer").MaskGit
+        if "fixed_mask" in names:
+            monkeypatch.setattr(maskgit, "mask_tokens", fixed_mask_tokens)
+        if "forward" in names:
+            monkeypatch.setattr(maskgit, "forward", forward)
+    if "optimizer" in names:
+        trainer = impl.module("training_transformer").TrainTransformer
+        monkeypatch.setattr(trainer, "configure_optimizers", configure_optimizers)

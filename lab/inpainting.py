@@ -27,7 +27,7 @@ from command_line import (
     todo_stubs_as_errors,
     with_mask_func,
 )
-from decoding import inpaint_batch, keep_freed_memory
+from decoding import TokenIdError, inpaint_batch, keep_freed_memory
 from inpainting_outputs import InpaintingOutputs
 from models.checkpoint import CheckpointError
 from models.config import ConfigError, load_maskgit_config
@@ -86,7 +86,7 @@ def main(argv=None) -> None:
     keep_freed_memory()
     try:
         out = run(args)
-    except (ConfigError, DataError, CheckpointError) as exc:
+    except (ConfigError, DataError, CheckpointError, TokenIdError) as exc:
         raise SystemExit(f"error: {exc}") from None
     print(f"wrote {out / 'test_results'}, {out / 'mask_scheduling'}, {out / 'imga'}")
 

@@ -70,6 +70,27 @@ def keep_freed_memory() -> None:
     mallopt(m_trim_threshold, 2**31 - 1)  # and never trim the heap back
 
 
+class TokenIdError(ValueError):
+    """Token ids from ``iterative_decoding`` that the VQGAN cannot decode (raised before decoding)."""
+
+
+def check_token_ids(z: torch.Tensor, num_codes: int, what: str = "z_final") -> None:
+    """Raise ``TokenIdError`` unless ``z`` is an int64 tensor of ids in [0, ``num_codes``) (the mask id excluded):
+    an id out of range would otherwise fail deep inside the codebook lookup, far from the code that made it."""
+    if not isinstance(z, torch.Tensor) or z.dtype != torch.int64:
+        raise TokenIdError(f"iterative_decoding returned {what} as {type(z).__name__} "
+                           f"{getattr(z, 'dtype', '')}, not an int64 tensor of token ids")
+    bad = (z < 0) | (z >= num_codes)
+    if bad.any():
+        where = tuple(bad.nonzero()[0].tolist())
+        value = int(z[where])
+        name = " (the mask id)" if value == num_codes else ""
+        raise TokenIdError(f"iterative_decoding returned {what} with token id {value}{name} at (image, position) "
+                           f"{where} ({int(bad.sum())} such ids); ids must be real codes in [0, {num_codes}): "
+                           "check inpainting_step (an argmax over all K + 1 classes? edits of its inputs?) and "
+                           "iterative_decoding")
+
+
 @torch.inference_mode()
 def tokenize_masked(model: MaskGit, images, pixel_masks, prefill: str = "laplace"):
     """Token ids int64 (B, N) of the masked images, holes pre-filled by ``prefill`` first (hole_fill.py says
@@ -94,6 +115,10 @@ def inpaint_batch(model: MaskGit, images, pixel_masks, indices, settings: Decode
         z_final, history = iterative_decoding(model, z_indices, mask, settings.total_iter, settings.sweet_spot,
                                               generators=generators, choice_temperature=settings.choice_temperature,
                                               sample=settings.sample)
+    check_token_ids(z_final, model.num_codebook_vectors)
+    if settings.save_steps:
+        for t, (z, _) in enumerate(history):
+            check_token_ids(z, model.num_codebook_vectors, f"z_pred of step {t} (in history)")
     out = model.decode_to_image(z_final)
     if settings.composite:  # keep the known pixels of the input exactly
         out = pixel_masks * images + (1 - pixel_masks) * out

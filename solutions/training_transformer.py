@@ -67,7 +67,9 @@ class TrainTransformer:
 
         - optimizer: over exactly the transformer's parameters (``self.model.transformer.parameters()``;
           the VQGAN is frozen), learning rate ``self.learning_rate``. MaskGIT uses AdamW with
-          betas (0.9, 0.96) and weight decay 0.045.
+          betas (0.9, 0.96) and weight decay 0.045. Parameter groups are fine (e.g. minGPT's decay / no-decay
+          split by module type) as long as every transformer parameter, the bare ``pos_emb`` and ``bias``
+          included, is in exactly one group and every group's lr is ``self.learning_rate``.
         - scheduler: a ``torch.optim.lr_scheduler`` bound to that optimizer, stepped once per optimizer
           step; e.g. ``LambdaLR`` with ``warmup_cosine(step, self.warmup_steps, self.total_steps)``.
         """
@@ -80,7 +82,10 @@ class TrainTransformer:
         # END SOLUTION
 
     def train_one_epoch(self, train_loader, epoch=0):
-        """Train for one pass over ``train_loader``; return the mean training loss (a float).
+        """Train for one pass over ``train_loader``; return the mean training loss (a float, or a 0-d tensor).
+
+        The kit logs what you return (log.csv): the mean over batches of the (label-smoothed) loss of each
+        batch, not divided by k. It is graded in one check of its own; the other checks look at what the loop does.
 
         - Each batch is either images, float (B, 3, H, W), or cached token ids, int64 (B, N); move it to
           ``self.device`` and call ``self.model(batch)`` -> ``(logits, target)``.

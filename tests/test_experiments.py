@@ -99,3 +99,29 @@ def test_schedules_are_checked_before_the_sweep(tiny_setup, tmp_path, monkeypatc
     assert experiments.build_parser().get_default("mask_funcs") == list(MASK_FUNCS)
     experiments.plot_gamma_curves(MaskGit(tiny_setup["cfg"]), tmp_path / "gamma.png")  # the default curves
     assert (tmp_path / "gamma.png").stat().st_size > 1000
+
+
+def course_gamma_func(self, mode="cosine"):
+    """gamma_func as the course writes it: math on a float r, NotImplementedError for an unknown name."""
+    import math
+    if mode == "cosine":
+        return lambda r: math.cos(math.pi * r / 2)
+    if mode == "linear":
+        return lambda r: 1 - r
+    if mode == "square":
+        return lambda r: 1 - r ** 2
+    raise NotImplementedError
+
+
+def test_given_code_calls_gamma_with_floats(tiny_setup, tmp_path, monkeypatch):
+    """The given callers rely only on the contract (gamma takes a float): the curves and the schedule check."""
+    import command_line
+    from models.VQGAN_Transformer import MaskGit
+
+    monkeypatch.setattr(MaskGit, "gamma_func", course_gamma_func)
+    model = MaskGit(tiny_setup["cfg"])
+    experiments.plot_gamma_curves(model, tmp_path / "gamma.png")
+    assert (tmp_path / "gamma.png").stat().st_size > 1000
+    command_line.check_mask_func(model, "square", "--mask-func")  # a graded one passes
+    with pytest.raises(SystemExit, match="--mask-func cubic: unknown schedule"):
+        command_line.check_mask_func(model, "cubic", "--mask-func")

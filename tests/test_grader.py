@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -125,6 +126,38 @@ def test_grader_runs_from_inside_its_folder_and_writes_gradescope_json(tmp_path)
     assert data["score"] == 4 and len(data["tests"]) == 4 and str(REPO / "solutions") in data["output"]
 
 
+def test_student_code_runs_in_a_scratch_folder_not_the_callers(tmp_path):
+    """A TODO that writes a relative file (as a course eval writes val_results/) leaves the caller's folder as it
+    was; each check runs in its own scratch folder, resolved after --impl/--gradescope, and removed at the end."""
+    caller, scratch_root, marks = tmp_path / "caller", tmp_path / "tmp", tmp_path / "marks.txt"
+    shutil.copytree(REPO / "solutions", caller / "my_lab", ignore=shutil.ignore_patterns("__pycache__"))
+    scratch_root.mkdir()
+    layer = caller / "my_lab" / "models" / "Transformer" / "modules" / "layer.py"
+    old = "        B, N, C = x.shape\n"
+    text = layer.read_text()
+    assert text.count(old) == 1
+    layer.write_text(text.replace(old, old + "        import os\n"
+                                  "        os.makedirs('val_results', exist_ok=True)\n"
+                                  "        open('val_results/x.txt', 'w').write('written by the student')\n"
+                                  f"        open({str(marks)!r}, 'a').write(os.getcwd() + '\\n')\n"))
+
+    def tree():
+        return sorted(p.relative_to(caller).as_posix() for p in caller.rglob("*") if "__pycache__" not in p.parts)
+
+    before = tree()
+    env = {**os.environ, "TMPDIR": str(scratch_root)}
+    proc = subprocess.run([sys.executable, "-m", "pytest", str(GRADER), "--impl", "my_lab", "--gradescope",
+                           "results.json", "--todo", "TODO1", "-k", "bidirectional or output_shape", *LEAN,
+                           "-p", "no:benchmark"],  # pytest-benchmark's .benchmarks/ is not student code
+                          cwd=caller, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads((caller / "results.json").read_text())["score"] == 8  # the checks ran and passed
+    assert tree() == sorted([*before, "results.json"])  # no val_results/ in the caller's folder
+    cwds = set(marks.read_text().split())
+    assert len(cwds) == 5 and all(Path(c).parent.parent == scratch_root for c in cwds)  # one folder per check
+    assert list(scratch_root.iterdir()) == []  # the scratch folders are gone
+
+
 def test_bad_impl_is_one_clear_error_and_still_writes_results(tmp_path):
     out = tmp_path / "results.json"
     proc = pytest_run("grader", "--impl", str(tmp_path / "nowhere"), "--gradescope", str(out))
@@ -171,6 +204,31 @@ def test_batch_finds_student_files_nested_or_flattened(batch, tmp_path):
     assert batch.find_student_file(flat, "inpainting.py") == flat / "inpainting.py"
     assert batch.find_student_file(flat, "training_transformer.py") is None
     assert batch.find_student_file(twice, "inpainting.py") is None  # ambiguous: the lab stub is kept
+
+
+def test_batch_takes_the_course_layers_py_for_layer_py(batch, tmp_path):
+    """The course's file name ``layers.py`` counts as ``layer.py`` (at its lab path or unique anywhere), but a
+    ``layer.py`` wins; both tools use the one finder."""
+    rel = "models/Transformer/modules/layer.py"
+    course = tmp_path / "course" / "lab5"
+    (course / "models" / "Transformer" / "modules").mkdir(parents=True)
+    (course / "models" / "Transformer" / "modules" / "layers.py").write_text("x = 1\n")
+    (course / "layers.py").write_text("x = 0\n")  # a stray copy elsewhere: the lab path decides
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "layers.py").write_text("x = 2\n")
+    both = tmp_path / "both"
+    both.mkdir()
+    (both / "layers.py").write_text("x = 3\n")
+    (both / "layer.py").write_text("x = 4\n")
+    assert batch.find_student_file(tmp_path / "course", rel) == course / "models/Transformer/modules/layers.py"
+    assert batch.find_student_file(flat, rel) == flat / "layers.py"
+    assert batch.find_student_file(both, rel) == both / "layer.py"
+    assert batch.find_student_file(flat, "inpainting.py") is None  # the alias is only for layer.py
+    dest = tmp_path / "graded"
+    assert batch.prepare(flat, REPO / "lab", dest) == [r for r in batch.STUDENT_FILES if r != rel]
+    assert (dest / rel).read_text() == "x = 2\n"
+    assert tool("similarity").find_student_file is batch.find_student_file
 
 
 def test_batch_reads_only_checks_the_grader_has(batch, tmp_path):

@@ -4,9 +4,10 @@
 
 Each subfolder of SUBMISSIONS is one submission: a whole lab tree, or only the student files. Only the four
 student files (layer.py, VQGAN_Transformer.py, training_transformer.py, inpainting.py) are taken, found at their
-lab path or, failing that, by a unique file name anywhere in the subfolder, and copied over a fresh copy of the
-base lab. A missing file keeps the lab stub (0 points for its TODO). The submission's code runs only in the child
-(``pytest grader --impl COPY --gradescope results.json``); this process only reads the JSON it wrote.
+lab path or, failing that, by a unique file name anywhere in the subfolder (the course's ``layers.py`` counts as
+``layer.py``), and copied over a fresh copy of the base lab. A missing file keeps the lab stub (0 points for its
+TODO). The submission's code runs only in the child (``pytest grader --impl COPY --gradescope results.json``); this
+process only reads the JSON it wrote.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from maskgit_kit.atomic import replacing
 from maskgit_kit.autograder.impl import STUDENT_FILES, ImplError, resolve_impl
 from maskgit_kit.autograder.isolate import LEAN, Job, run_many
 from maskgit_kit.autograder.results import INCOMPLETE
+from maskgit_kit.autograder.submission import find_student_file
 from maskgit_kit.autograder.todos import TodosError
 from maskgit_kit.autograder.todos import load as load_todos
 from maskgit_kit.paths import KIT_ROOT
@@ -39,20 +41,6 @@ TODOS = list(KNOWN.todos)
 COLUMNS = ["submission", "score", *TODOS, "status", "seconds", "missing_files", "failed_checks"]
 COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "test_results", "mask_scheduling", "imga",
                                      "transformer_checkpoints", "vqgan_checkpoints", "token_cache")
-
-
-def find_student_file(submission: Path, rel: str) -> Path | None:
-    """The submission's copy of student file ``rel``: at its lab path, else the one file of that name."""
-    exact = submission / rel
-    if exact.is_file() and not exact.is_symlink():
-        return exact
-    matches = [p for p in submission.rglob(Path(rel).name)
-               if p.is_file() and not p.is_symlink() and "__pycache__" not in p.parts]
-    ending = [p for p in matches if p.as_posix().endswith("/" + rel)]
-    for found in (ending, matches):
-        if len(found) == 1:
-            return found[0]
-    return None
 
 
 def prepare(submission: Path, base: Path, dest: Path) -> list[str]:

@@ -33,9 +33,9 @@ from pathlib import Path
 
 from maskgit_kit.atomic import replacing_dirs
 from maskgit_kit.autograder.impl import ImplError, resolve_impl
+from maskgit_kit.autograder.submission import find_student_file
 from maskgit_kit.labtree import STUDENT_FILES
 
-ALIASES = {"layer.py": ("layers.py",)}  # the course hands out models/Transformer/modules/layers.py
 DEFAULT_NOISE = 25  # copydetect's k (its default), in characters of its filtered code (a name is one character there)
 REPORT_FILES = ("index.html", "pairs.csv", "pairs.json")
 
@@ -47,24 +47,6 @@ class SimilarityError(Exception):
 # ------------------------------------------------------------------------------------------------------------
 # finding the files and the TODO functions
 # ------------------------------------------------------------------------------------------------------------
-def find_student_file(submission: Path, rel: str) -> Path | None:
-    """The submission's copy of student file ``rel``: at its lab path, else the one file of that name (an alias
-    such as ``layers.py`` is tried the same way when the file itself is not found)."""
-    parent, name = Path(rel).parent, Path(rel).name
-    for candidate in (name, *ALIASES.get(name, ())):
-        want = (parent / candidate).as_posix()
-        exact = submission / want
-        if exact.is_file() and not exact.is_symlink():
-            return exact
-        matches = [p for p in submission.rglob(candidate)
-                   if p.is_file() and not p.is_symlink() and "__pycache__" not in p.parts]
-        ending = [p for p in matches if p.as_posix().endswith("/" + want)]
-        for found in (ending, matches):
-            if len(found) == 1:
-                return found[0]
-    return None
-
-
 def _functions(tree: ast.Module) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
     """Every function of a module by qualified name (``Class.method``, ``outer.inner``)."""
     found = {}

@@ -18,6 +18,9 @@ from __future__ import annotations
 import atexit
 import os
 import random
+import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -39,6 +42,7 @@ __all__ = [  # hooks and fixtures, for `from maskgit_kit.autograder.plugin impor
     "pytest_collection_modifyitems",
     "pytest_collectreport",
     "pytest_collection_finish",
+    "pytest_runtest_protocol",
     "pytest_runtest_makereport",
     "pytest_runtest_logfinish",
     "pytest_terminal_summary",
@@ -61,6 +65,8 @@ class _State:
         self.collection_failed = False
         self.written_final = False
         self.grader_dir = (KIT_ROOT / "grader").resolve()  # the folder of the checks (set by its conftest.py)
+        self.scratch: Path | None = None  # the checks' working directories (one subfolder each), removed at the end
+        self.ran = 0  # checks started (numbers their scratch folders)
 
 
 STATE = _State()
@@ -126,6 +132,10 @@ def pytest_configure(config):
         _write_final()
         raise pytest.UsageError(str(exc)) from None
     STATE.impl = Implementation(root)
+    # student code runs with a scratch working directory (see pytest_runtest_protocol): every caller's relative
+    # path (--impl, --gradescope, --list-checks) is resolved above, before any check runs
+    STATE.scratch = Path(tempfile.mkdtemp(prefix="maskgit-grader-"))
+    atexit.register(_remove_scratch)
     titles = {t.id: t.title for t in STATE.catalogue.todos.values()} if STATE.catalogue else {}
     STATE.results = Results(impl=str(root), titles=titles)
     if config.option.tbstyle == "auto" and config.option.verbose <= 0:
@@ -224,6 +234,23 @@ def _list_checks(path: Path) -> None:
     write_json(path, data)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Each check (setup, call, teardown) runs in a fresh scratch folder as its working directory, so nothing the
+    student code writes to a relative path lands in the caller's folder; the caller's directory is restored after."""
+    if not STATE.active or STATE.scratch is None:
+        return (yield)
+    caller = os.getcwd()
+    STATE.ran += 1
+    folder = STATE.scratch / f"{STATE.ran:03d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', item.name)[:80]}"
+    folder.mkdir(parents=True, exist_ok=True)  # parents: student code may have removed the scratch folder
+    os.chdir(folder)
+    try:
+        return (yield)
+    finally:
+        os.chdir(caller)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -258,6 +285,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 def pytest_sessionfinish(session, exitstatus):
     if STATE.active:
         _write_final()
+        _remove_scratch()
+
+
+def _remove_scratch():
+    if STATE.scratch is not None:
+        shutil.rmtree(STATE.scratch, ignore_errors=True)
+        STATE.scratch = None
 
 
 def _write_final():
