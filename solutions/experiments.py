@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from command_line import check_mask_func
+from command_line import add_split_args, check_mask_func, resolve_split
 from decoding import keep_freed_memory, precision_context, tokenize_masked
 from hole_fill import PREFILLS
 from inpainting import iterative_decoding
@@ -50,7 +50,8 @@ def run_key(args, mask_func: str, total_iter: int, temperature: float, ckpt_dige
     """Everything a (schedule, T) result depends on, so a cached row is never reused for other settings."""
     return json.dumps([mask_func, total_iter, sorted(args.sweet_spots or []), args.composite, args.seed,
                        args.sampling, temperature, args.prefill, args.precision, args.limit,
-                       args.fid_dims, ckpt_digest])
+                       args.fid_dims, ckpt_digest, str(Path(args.test_maskedimage_path).resolve()),
+                       str(Path(args.test_mask_path).resolve())])
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -179,7 +180,8 @@ def plot_gamma_curves(model: MaskGit, path: Path, modes=MASK_FUNCS) -> None:
     r = torch.linspace(0, 1, 201)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for mode in dict.fromkeys(modes):
-        ax.plot(r.numpy(), model.gamma_func(mode)(r).numpy(), label=mode)
+        gamma = model.gamma_func(mode)  # takes a float r (the contract): one call per point
+        ax.plot(r.numpy(), [float(gamma(x)) for x in r.tolist()], label=mode)
     ax.set_xlabel("ratio r = (t + 1) / T")
     ax.set_ylabel("gamma(r): fraction still masked")
     ax.legend(fontsize=8)
@@ -281,10 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--total-iters", nargs="+", type=int, default=[1, 2, 4, 8, 12, 16])
     p.add_argument("--sweet-spots", nargs="+", type=int, default=None,
                    help="also score the prediction after these steps (each run always scores S = T)")
-    p.add_argument("--test-maskedimage-path", default=str(DEFAULT_DATA_ROOT / "masked_image"))
-    p.add_argument("--test-mask-path", default=str(DEFAULT_DATA_ROOT / "mask64"))
+    add_split_args(p)
     p.add_argument("--gt-path", default=str(DEFAULT_DATA_ROOT / "ground_truth"))
-    p.add_argument("--mask-path", default=str(DEFAULT_DATA_ROOT / "mask64"))
+    p.add_argument("--mask-path", default=None, help="masks for the hole metrics (default: the test masks)")
     p.add_argument("--out", default=str(HERE / "experiments"))
     p.add_argument("--composite", choices=("off", "on", "both"), default="both",
                    help="score the raw decoder output, the output with the known pixels copied in, or both")
@@ -304,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
+    resolve_split(args)
+    args.mask_path = args.mask_path or args.test_mask_path
     bad = [t for t in args.total_iters if t < 1] + [s for s in args.sweet_spots or [] if s < 1]
     if bad:
         raise SystemExit(f"--total-iters / --sweet-spots: expected positive step counts, got {bad}")

@@ -12,7 +12,7 @@ The release holds what a student needs and nothing of the reference:
     lab/                 generated from solutions/ by make_lab's generate() (stubs in place of the solutions)
     grader/              the public checks (conftest.py, test_*.py, _*.py, README.md)
     maskgit_kit/         the package: scoring command, FID weights, the autograder's machinery
-    data/fashion64/      the committed test split (masked_image/, mask64/, ground_truth/, LICENSE, README, meta)
+    data/fashion64/      the committed test splits (masked_image/, mask64/, ground_truth/, splits/; LICENSE, README)
     checkpoints/         vqgan.pt and a short note (transformer.pt only with --with-transformer)
 
 Never shipped: solutions/, tests/, bench/, tools/, docs/ (other than the guide), .ci/, generated outputs.
@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "students.md"
 GRADER_PATTERNS = ("conftest.py", "test_*.py", "_*.py", "README.md")
 DATA = Path("data") / "fashion64"
-DATA_SPLITS = ("masked_image", "mask64", "ground_truth")
+DATA_SPLITS = ("masked_image", "mask64", "ground_truth", "splits")  # splits/: the large-hole test splits
 DATA_FILES = ("LICENSE-fashion-mnist.txt", "README.md", "meta.json")
 TRIVIAL_CHARS = 22
 TRANSFORMER_FLAG = "--load-transformer-ckpt-path"  # the lab option the checkpoint note gives for transformer.pt

@@ -24,6 +24,7 @@ Usage::
 
     python tools/prepare_data.py fashion-mnist --out data/fashion64            # about a minute
     python tools/prepare_data.py folder ~/photos --out data/photos64 --n-test 100
+    python tools/prepare_data.py masks --data data/fashion64      # the large-hole splits under splits/
 """
 from __future__ import annotations
 
@@ -217,6 +218,81 @@ def make_mask(seed: int, index: int, size: int = IMAGE_SIZE,
         if coverage[0] <= mask_coverage(mask) <= coverage[1]:
             return mask
     raise PrepareError(f"mask {index}: no stroke mask with coverage in {coverage} after {max_tries} tries")
+
+
+MASK_KINDS = ("box", "outpaint-half", "outpaint-border", "generation")  # the strokes are the test split itself
+
+
+def make_kind_mask(kind: str, seed: int, index: int, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Mask ``index`` of a large-hole split (uint8 (size, size), 0 = hole): a function of (kind, seed, index).
+
+    box: one rectangle covering 40-60 % of the image; outpaint-half: one half (left/right/top/bottom) hidden;
+    outpaint-border: all but the central square of half the side hidden; generation: everything hidden.
+    """
+    rng = np.random.default_rng([seed, 0x6B696E64, MASK_KINDS.index(kind), index])  # "kind": its own stream
+    mask = np.full((size, size), 255, np.uint8)
+    if kind == "box":
+        area = rng.uniform(0.4, 0.6) * size * size
+        aspect = rng.uniform(0.6, 1 / 0.6)
+        h = int(np.clip(round(math.sqrt(area * aspect)), size // 4, size))
+        w = int(np.clip(round(area / h), size // 4, size))
+        top, left = int(rng.integers(0, size - h + 1)), int(rng.integers(0, size - w + 1))
+        mask[top:top + h, left:left + w] = 0
+    elif kind == "outpaint-half":
+        side = int(rng.integers(4))
+        half = size // 2
+        region = [np.s_[:, :half], np.s_[:, half:], np.s_[:half, :], np.s_[half:, :]][side]
+        mask[region] = 0
+    elif kind == "outpaint-border":
+        q = size // 4
+        mask[:] = 0
+        mask[q:size - q, q:size - q] = 255
+    elif kind == "generation":
+        mask[:] = 0
+    else:
+        raise PrepareError(f"unknown mask kind {kind!r}; choose from {', '.join(MASK_KINDS)}")
+    return mask
+
+
+def write_mask_splits(data: str | Path, kinds: list[str], seed: int = 0, force: bool = False) -> dict:
+    """Large-hole test splits from ``data/ground_truth``: ``data/splits/KIND/{masked_image,mask64}`` per kind.
+
+    Needs only the committed ground truth (no raw data). Returns {kind: {"count", "mask_coverage"}}."""
+    data = Path(data)
+    gt = data / "ground_truth"
+    files = sorted(gt.glob("image_*.png")) if gt.is_dir() else []
+    if not files:
+        raise PrepareError(f"{gt}: no ground-truth images (image_000.png ...) to mask")
+    for kind in kinds:
+        if kind not in MASK_KINDS:
+            raise PrepareError(f"--kinds {kind}: unknown mask kind; choose from {', '.join(MASK_KINDS)}")
+        target = data / "splits" / kind
+        if not force and target.is_dir() and any(target.iterdir()):
+            raise PrepareError(f"{target}: already holds files; pass --force to replace it")
+    stats = {}
+    for kind in kinds:
+        coverages = []
+        with atomic.replacing_dirs(data / "splits", [kind]) as staging:
+            for d in ("masked_image", "mask64"):
+                (staging / kind / d).mkdir(parents=True)
+            for path in files:
+                k = int(path.stem.split("_")[1])
+                img = np.asarray(Image.open(path).convert("RGB"))
+                mask = make_kind_mask(kind, seed, k, img.shape[0])
+                coverages.append(mask_coverage(mask))
+                _write_png(mask, staging / kind / "mask64" / f"mask_{k:03d}.png", "L")
+                _write_png(apply_mask(img, mask), staging / kind / "masked_image" / f"image_{k:03d}.png", "RGB")
+        c = np.array(coverages)
+        stats[kind] = {"count": len(files), "mask_coverage": {"min": round(float(c.min()), 4),
+                                                              "mean": round(float(c.mean()), 4),
+                                                              "max": round(float(c.max()), 4)}}
+    meta_path = data / "splits" / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta.update({"seed": seed, "ground_truth": "../ground_truth", "mask_convention": "0 = hole, 255 = known",
+                 "command": f"python tools/prepare_data.py masks --data {data} --seed {seed}"})
+    meta.setdefault("kinds", {}).update(stats)
+    atomic.write_text(meta_path, json.dumps(meta, indent=1) + "\n")
+    return stats
 
 
 def mask_coverage(mask: np.ndarray) -> float:
@@ -482,11 +558,26 @@ def build_parser() -> argparse.ArgumentParser:
     common(fo, "data/mydata", dict.fromkeys(SPLITS), {"train": "; None = all not in val/test",
                                                       "val": "; None = 10%%", "test": "; None = 10%%"})
     fo.add_argument("--skip-bad", action="store_true", help="skip unreadable files (listed) instead of failing")
+    ma = sub.add_parser("masks", formatter_class=fmt, help="large-hole test splits from an existing ground truth")
+    ma.add_argument("--data", default="data/fashion64", help="benchmark folder holding ground_truth/")
+    ma.add_argument("--kinds", default=",".join(MASK_KINDS), help=f"comma-separated subset of {','.join(MASK_KINDS)}")
+    ma.add_argument("--seed", type=int, default=0, help="seed of the masks")
+    ma.add_argument("--force", action="store_true", help="replace splits that already hold files")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.source == "masks":
+        try:
+            stats = write_mask_splits(args.data, [k for k in args.kinds.split(",") if k], args.seed, args.force)
+        except PrepareError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        for kind, s in stats.items():
+            print(f"wrote {Path(args.data) / 'splits' / kind}: {s['count']} images, "
+                  f"holes {s['mask_coverage']['mean']:.0%} of the pixels on average")
+        return 0
     for flag in ("n_train", "n_val", "n_test"):
         if getattr(args, flag) is not None and getattr(args, flag) < 0:
             print(f"error: --{flag.replace('_', '-')} must be >= 0", file=sys.stderr)
