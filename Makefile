@@ -21,7 +21,7 @@ fashion-mnist:
 	@test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \
 	  || $(SUDO) apt-get install -y dataset-fashion-mnist \
 	  || ($(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist) \
-	  || echo "warning: dataset-fashion-mnist not installed; tools/prepare_data.py will try torchvision's download"
+	  || echo "warning: dataset-fashion-mnist not installed; maskgit-prepare-data will try torchvision's download"
 
 fid-weights:
 	@$(PYTHON) -m maskgit_kit.fid_weights
@@ -48,7 +48,7 @@ release:
 	$(PYTHON) tools/make_release.py $(RELEASE_FLAGS)
 
 data:
-	@test -d data/fashion64/train || $(PYTHON) tools/prepare_data.py fashion-mnist --splits train,val
+	@test -d data/fashion64/train || $(PYTHON) -m maskgit_kit.prepare_data fashion-mnist --splits train,val
 
 lint: packages
 	$(PYTHON) -m ruff check .

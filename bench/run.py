@@ -74,7 +74,7 @@ def check_args(args) -> None:
     for what in ("masked_image", "mask64"):
         if not (Path(args.data_root) / what).is_dir():
             raise SystemExit(f"--data-root {args.data_root}: no {what}/ folder in it "
-                             f"(create the data with `python tools/prepare_data.py`)")
+                             f"(create the data with `maskgit-prepare-data`)")
     if args.quick:
         args.images = min(args.images or 8, 8)
         args.per_image_subset = min(args.per_image_subset, 2)

@@ -97,7 +97,7 @@ def resolve_split(args: argparse.Namespace) -> None:
     args.test_mask_path = args.test_mask_path or str(masks)
     if not given and not Path(args.test_maskedimage_path).is_dir():
         raise SystemExit(f"--split {args.split}: {args.test_maskedimage_path} not found; generate the large-hole "
-                         f"splits with `python tools/prepare_data.py masks` (or pass --test-maskedimage-path)")
+                         f"splits with `maskgit-prepare-data masks` (or pass --test-maskedimage-path)")
 
 
 def check_inpainting_args(args: argparse.Namespace) -> None:

@@ -16,7 +16,7 @@ CHECKPOINTS = KIT_ROOT / "checkpoints"
 DEFAULT_CACHE_DIR = KIT_ROOT / ".cache"  # git-ignored
 DEFAULT_BASELINES_DIR = DEFAULT_CACHE_DIR / "baselines"
 
-# The benchmark's named test splits: the same 747 ground-truth images under different masks (tools/prepare_data.py
+# The benchmark's named test splits: the same 747 ground-truth images under different masks (maskgit-prepare-data
 # writes them). "strokes" is the course-like test split (thin free-form holes); the others hide much more, where
 # MaskGIT's mask schedule and number of steps matter.
 SPLITS = {

@@ -1,6 +1,6 @@
 """Data loading for the lab: image folders in the course layout, validated with clear errors.
 
-Layout (built by ``tools/prepare_data.py``)::
+Layout (built by ``maskgit-prepare-data`` (maskgit_kit/prepare_data.py))::
 
     data/fashion64/train/*.png            64x64 RGB training images
     data/fashion64/val/*.png              64x64 RGB validation images

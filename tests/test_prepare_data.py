@@ -1,4 +1,4 @@
-"""Tests for tools/prepare_data.py on tiny generated sources in tmp_path (never the real data/)."""
+"""Tests for maskgit_kit.prepare_data on tiny generated sources in tmp_path (never the real data/)."""
 import gzip
 import json
 from pathlib import Path
@@ -8,9 +8,7 @@ import pytest
 from PIL import Image
 
 import utils  # the lab's own loaders must accept what the tool writes
-from conftest import tool
-
-pd = tool("prepare_data")
+from maskgit_kit import prepare_data as pd
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, tool, write_images
+from conftest import REPO, write_images
+from maskgit_kit import prepare_data as pd
 from maskgit_kit.paths import SPLITS, split_paths
 
-pd = tool("prepare_data")
 COMMITTED = REPO / "data" / "fashion64"
 
 
@@ -65,7 +65,7 @@ def test_write_mask_splits_bad_input_is_one_clear_error(tmp_path):
 
 
 def test_the_committed_splits_are_what_the_tool_writes(tmp_path):
-    """data/fashion64/splits/ is generated (regenerate with `python tools/prepare_data.py masks --force`)."""
+    """data/fashion64/splits/ is generated (regenerate with `maskgit-prepare-data masks --force`)."""
     for kind in pd.MASK_KINDS:
         images, masks = split_paths(kind, COMMITTED)
         assert len(list(images.glob("image_*.png"))) == len(list((COMMITTED / "ground_truth").glob("*.png")))
@@ -94,5 +94,5 @@ def test_inpainting_takes_a_split_by_name(monkeypatch):
     assert (explicit.test_maskedimage_path, explicit.test_mask_path) == ("a", "b")
     monkeypatch.setattr(command_line, "DEFAULT_DATA_ROOT", REPO / "nowhere")
     missing = command_line.inpainting_parser().parse_args(["--split", "generation"])
-    with pytest.raises(SystemExit, match="prepare_data.py masks"):
+    with pytest.raises(SystemExit, match="maskgit-prepare-data masks"):
         command_line.check_inpainting_args(missing)

@@ -20,11 +20,12 @@ Everything is a deterministic function of the source and ``--seed``: the split s
 on which splits are generated, and mask ``i`` depends only on (seed, i). Each split is written to a
 temporary folder and moved into place, so an interrupted run never leaves a half-written split.
 
-Usage::
+Part of the package so that a student hand-out can build its own train/val splits offline (it needs only
+Debian's ``dataset-fashion-mnist``, or a network for torchvision's download). Usage::
 
-    python tools/prepare_data.py fashion-mnist --out data/fashion64            # about a minute
-    python tools/prepare_data.py folder ~/photos --out data/photos64 --n-test 100
-    python tools/prepare_data.py masks --data data/fashion64      # the large-hole splits under splits/
+    maskgit-prepare-data fashion-mnist --out data/fashion64            # about a minute
+    maskgit-prepare-data folder ~/photos --out data/photos64 --n-test 100
+    maskgit-prepare-data masks --data data/fashion64      # the large-hole splits under splits/
 """
 from __future__ import annotations
 
@@ -42,9 +43,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-from maskgit_kit import atomic
+from . import atomic
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 IMAGE_SIZE = 64
 HOLE_VALUE = 128
 COVERAGE_RANGE = (0.15, 0.35)
@@ -289,7 +289,7 @@ def write_mask_splits(data: str | Path, kinds: list[str], seed: int = 0, force: 
     meta_path = data / "splits" / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     meta.update({"seed": seed, "ground_truth": "../ground_truth", "mask_convention": "0 = hole, 255 = known",
-                 "command": f"python tools/prepare_data.py masks --data {data} --seed {seed}"})
+                 "command": f"maskgit-prepare-data masks --data {data} --seed {seed}"})
     meta.setdefault("kinds", {}).update(stats)
     atomic.write_text(meta_path, json.dumps(meta, indent=1) + "\n")
     return stats
@@ -518,7 +518,7 @@ def prepare(source: str, out: str | Path, splits: list[str], counts: dict[str, i
             stats[name]["source_files"] = prepared[name].source_files
             stats[name].pop("source_indices", None)
     resolved = {k: len(v.source_indices) for k, v in prepared.items()}
-    command = " ".join(["python tools/prepare_data.py", source] + ([str(src_dir)] if source == "folder" else [])
+    command = " ".join(["maskgit-prepare-data", source] + ([str(src_dir)] if source == "folder" else [])
                        + ["--out", str(out)] + [f"--n-{k} {n}" for k, n in resolved.items()] + [f"--seed {seed}"])
     meta_update = {"source": source, "source_location": location, "seed": seed, "image_size": IMAGE_SIZE,
                    "hole_value": HOLE_VALUE, "mask_convention": "0 = hole, 255 = known",
