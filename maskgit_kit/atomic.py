@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,6 @@ def replacing(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
-
-
-def write_bytes(path: str | Path, data: bytes) -> None:
-    with replacing(path) as tmp:
-        tmp.write_bytes(data)
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -98,8 +93,3 @@ def replacing_dirs(parent: str | Path, names: list[str] | tuple[str, ...]) -> It
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
-
-def write_with(path: str | Path, writer: Callable[[Path], None]) -> None:
-    """Call ``writer(tmp_path)`` and move the result over ``path`` (for writers that take a file name)."""
-    with replacing(path, suffix=Path(path).suffix or ".tmp") as tmp:
-        writer(tmp)

@@ -94,9 +94,9 @@ def deactivate() -> None:
     importlib.invalidate_caches()
 
 
-def activate(root: str | Path, flag: str = "folder", require_course_files: bool = True) -> LabTree:
+def activate(root: str | Path, flag: str = "folder") -> LabTree:
     """Make ``root`` the one lab tree importable in this process (replacing any tree activated before)."""
-    path = check_tree(root, flag) if require_course_files else Path(root).resolve()
+    path = check_tree(root, flag)
     active = [f for f in sys.meta_path if isinstance(f, _TreeFinder)]
     if active and active[0].root == path:  # already the active tree: keep its modules (and their classes)
         return LabTree(path, active[0].names)

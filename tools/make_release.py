@@ -34,13 +34,14 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
-import importlib.util
 import re
 import shutil
 import sys
 import zipfile
 from collections import Counter
 from pathlib import Path
+
+import make_lab  # tools/ is this script's own folder
 
 from maskgit_kit import atomic, labtree
 
@@ -58,22 +59,6 @@ ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed: the same inputs give the same zip
 
 class ReleaseError(Exception):
     """A release problem; the message names the file or the option."""
-
-
-def load_make_lab():
-    """tools/make_lab.py as the module ``make_lab`` (the one already imported when it is the same file)."""
-    path = Path(__file__).resolve().with_name("make_lab.py")
-    mod = sys.modules.get("make_lab")
-    if mod is not None and Path(getattr(mod, "__file__", "")).resolve() == path:
-        return mod
-    spec = importlib.util.spec_from_file_location("make_lab", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["make_lab"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-make_lab = load_make_lab()
 
 
 def kit_version(root: Path = REPO) -> str:
