@@ -16,6 +16,7 @@ generated ``todos.json`` (``todos.py``). See grader/README.md.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import random
 import re
@@ -27,6 +28,7 @@ import pytest
 
 from ..paths import KIT_ROOT
 from . import timeout as _timeout
+from . import watchdog as _watchdog
 from .feedback import Feedback, describe
 from .impl import Implementation, ImplError, resolve_impl
 from .points import MARK_HELP, PointsError, check_of
@@ -47,6 +49,7 @@ __all__ = [  # hooks and fixtures, for `from maskgit_kit.autograder.plugin impor
     "pytest_runtest_logfinish",
     "pytest_terminal_summary",
     "pytest_sessionfinish",
+    "pytest_unconfigure",
     "impl",
     "_clean_slate",
 ]
@@ -67,6 +70,9 @@ class _State:
         self.grader_dir = (KIT_ROOT / "grader").resolve()  # the folder of the checks (set by its conftest.py)
         self.scratch: Path | None = None  # the checks' working directories (one subfolder each), removed at the end
         self.ran = 0  # checks started (numbers their scratch folders)
+        self.watchdog: _watchdog.Reporter | None = None  # reports to the supervisor process (watchdog.py)
+        self.check_timeout = 0.0
+        self.exitstatus: int | None = None
 
 
 STATE = _State()
@@ -142,6 +148,9 @@ def pytest_configure(config):
         config.option.tbstyle = "no"   # our one- or two-line feedback replaces tracebacks (-v brings them back)
         config.option.reportchars = ""
     _timeout.install(config, config.getoption("check_timeout"))
+    STATE.check_timeout = config.getoption("check_timeout")
+    # the time limit from outside the code under test: fork a supervisor, this process carries on as its child
+    STATE.watchdog = _watchdog.start(config, STATE)
     import torch  # only now: a bad --impl or a plain `pytest` at the root should not pay for importing torch
     torch.set_num_threads(1)  # tiny tensors: threads only add contention; also keeps runs reproducible
     if STATE.gradescope:
@@ -224,6 +233,8 @@ def pytest_collection_finish(session):
                          Feedback("crash", "not run: its test file could not be collected (see the error above)"),
                          todo=c.todo, where=c.where)
             res.add(f"<not collected>::{c.name}", rec)
+    if STATE.watchdog is not None and STATE.list_checks is None:
+        STATE.watchdog.collected(res, _allowance(session.config, None))
 
 
 def _list_checks(path: Path) -> None:
@@ -242,6 +253,8 @@ def pytest_runtest_protocol(item, nextitem):
         return (yield)
     caller = os.getcwd()
     STATE.ran += 1
+    if STATE.watchdog is not None:
+        STATE.watchdog.started(item.nodeid, _allowance(item.config, item))
     folder = STATE.scratch / f"{STATE.ran:03d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', item.name)[:80]}"
     folder.mkdir(parents=True, exist_ok=True)  # parents: student code may have removed the scratch folder
     os.chdir(folder)
@@ -270,6 +283,8 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_runtest_logfinish(nodeid, location):
+    if STATE.active and STATE.watchdog is not None:
+        STATE.watchdog.finished(nodeid, STATE.results.records.get(nodeid))
     if STATE.active and STATE.gradescope and not STATE.written_final:
         write_json(STATE.gradescope, STATE.results.gradescope(final=False))  # survives a hard crash of the run
 
@@ -282,10 +297,25 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(line)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own teardown of what is left (an interrupted check's fixtures)
 def pytest_sessionfinish(session, exitstatus):
+    STATE.exitstatus = int(exitstatus)
     if STATE.active:
         _write_final()
+        with contextlib.suppress(OSError):  # an interrupted check's teardown may leave us in its scratch folder
+            os.chdir(session.config.invocation_params.dir)
         _remove_scratch()
+
+
+def pytest_unconfigure(config):
+    if STATE.watchdog is not None:  # the session is over: the supervisor passes the exit code through
+        STATE.watchdog.done(STATE.exitstatus)
+        STATE.watchdog = None
+
+
+def _allowance(config, item) -> float | None:
+    """What the watchdog allows a check (``item``; None: the default for a check without its own marker)."""
+    return _watchdog.check_allowance(item, STATE.check_timeout, config.pluginmanager.hasplugin("timeout"))
 
 
 def _remove_scratch():
