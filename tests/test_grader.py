@@ -33,7 +33,8 @@ def validate_gradescope(data: dict) -> None:
             assert isinstance(t.get(key), kind), f"test {t.get('name')}: {key} = {t.get(key)!r}"
         assert t["status"] in ("passed", "failed") and t["visibility"] in VISIBILITY
         assert 0 <= t["score"] <= t["max_score"]
-        assert (t["score"] == t["max_score"]) == (t["status"] == "passed")
+        if t["max_score"] > 0:  # a 0-point test (a hidden check's verdict) only informs
+            assert (t["score"] == t["max_score"]) == (t["status"] == "passed")
     assert abs(data["score"] - sum(t["score"] for t in data["tests"])) < 1e-6
 
 
@@ -231,30 +232,10 @@ def test_batch_takes_the_course_layers_py_for_layer_py(batch, tmp_path):
     assert tool("similarity").find_student_file is batch.find_student_file
 
 
-def test_batch_reads_only_checks_the_grader_has(batch, tmp_path):
-    """A child's results.json is recomputed from its tests; a check the grader does not have, or one filed under
-    another TODO, makes the whole file an error (never a score)."""
-    def results(*tests):
-        path = tmp_path / "results.json"
-        path.write_text(json.dumps({"output": "done", "tests": [
-            {"name": f"{todo} {check}", "score": score, "max_score": 4, "status": status, "tags": [todo, check]}
-            for todo, check, score, status in tests]}))
-        return batch.read_results(path)
-
-    ok = results(("TODO1", "test_attention_output_shape[B2-N256-dim768-h16]", 1, "passed"),
-                 ("TODO1", "test_attention_is_bidirectional", 9, "passed"),  # capped at its max_score
-                 ("TODO3", "test_loop_fills_every_token", 0, "failed"))
-    assert ok["per_todo"] == {"TODO1": 5.0, "TODO2": 0.0, "TODO3": 0.0} and ok["score"] == 5.0
-    assert ok["failed"] == ["test_loop_fills_every_token"] and ok["finished"]
-    assert "unknown check TODO1 test_made_up" in results(("TODO1", "test_made_up", 4, "passed"))["error"]
-    assert "unknown check" in results(("TODO2", "test_attention_is_bidirectional", 4, "passed"))["error"]
-    assert "unknown check" in results(("TODO9", "test_attention_is_bidirectional", 4, "passed"))["error"]
-
-
 @pytest.mark.parametrize("case,message", [
     ("no_folder", "submissions folder not found"),
     ("no_subfolders", "no submission subfolders found"),
-    ("out_exists", "already exists; pass --overwrite"),
+    ("out_is_a_folder", "exists and is not a file"),
     ("bad_base", "--base"),
 ])
 def test_batch_bad_input_is_one_clear_error(tmp_path, case, message):
@@ -262,15 +243,15 @@ def test_batch_bad_input_is_one_clear_error(tmp_path, case, message):
     args = [str(subs), "--out", str(out), "--base", str(REPO / "lab")]
     if case != "no_folder":
         subs.mkdir()
-    if case in ("out_exists", "bad_base"):
+    if case in ("out_is_a_folder", "bad_base"):
         (subs / "alice").mkdir()
-    if case == "out_exists":
-        out.write_text("keep me\n")
+    if case == "out_is_a_folder":
+        out.mkdir()
     if case == "bad_base":
         args[-1] = str(tmp_path / "nowhere")
     proc = subprocess.run([sys.executable, str(REPO / "tools" / "batch_grade.py"), *args], capture_output=True,
                           text=True,
                           timeout=120)
     assert proc.returncode != 0 and message in proc.stderr
-    if case == "out_exists":
-        assert out.read_text() == "keep me\n"
+    if case == "out_is_a_folder":
+        assert out.is_dir() and not any(out.iterdir())

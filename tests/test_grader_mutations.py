@@ -57,8 +57,11 @@ def graded(lab, tmp_path_factory):
 
 
 def load(results: Path, name: str) -> dict:
+    """A kept result, validated; ``tests``: the public checks' cases, ``hidden``: the hidden checks' verdicts."""
     data = json.loads((results / f"{name}.json").read_text())
     validate_gradescope(data)
+    data["hidden"] = [t for t in data["tests"] if t["max_score"] == 0]
+    data["tests"] = [t for t in data["tests"] if t["max_score"] > 0]
     return data
 
 

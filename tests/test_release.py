@@ -257,14 +257,15 @@ def test_release_holds_the_hand_out_and_nothing_else(release):
     for split in ("masked_image", "mask64", "ground_truth"):
         assert len(list((root / "data" / "fashion64" / split).glob("*.png"))) == 747
     names = {Path(f).name for f in files}
-    for word in ("solutions", "tests", "bench", "tools", "docs", ".ci", "__pycache__", "test_results",
+    for word in ("solutions", "hidden_checks", "tests", "bench", "tools", "docs", ".ci", "__pycache__", "test_results",
                  "token_cache", ".cache", "transformer_checkpoints", "vqgan_checkpoints", "train", "val"):
         assert not [f for f in files if word in f.split("/")[:-1]], f"a {word}/ folder ships"
     assert not names & {"make_lab.py", "make_release.py", "batch_grade.py", "train_vqgan.py", "eval_vqgan.py",
                         "similarity.py", "grader_mutants.py", "transformer.pt"}
     # by content: no file of the instructor's folders, no reference file with solutions, no solution-derived data
     shipped = {digest((root / f).read_bytes()) for f in files}
-    secret = [p for d in ("tests", "bench", "tools", "docs", ".ci") for p in (REPO / d).rglob("*") if p.is_file()]
+    secret = [p for d in ("tests", "bench", "tools", "docs", ".ci", "hidden_checks") for p in (REPO / d).rglob("*")
+              if p.is_file()]
     secret += [REPO / "solutions" / rel for rel in make_lab.managed_files(REPO / "solutions")
                if generated.get(rel) != (REPO / "solutions" / rel).read_bytes()]
     secret += [p for p in (REPO / "checkpoints").iterdir() if p.is_file() and p.name not in ("vqgan.pt", "README.md")]
@@ -272,6 +273,13 @@ def test_release_holds_the_hand_out_and_nothing_else(release):
     copied = [str(p.relative_to(REPO)) for p in secret if p.stat().st_size
               and digest(p.read_bytes()) in shipped - {guide}]
     assert not copied, f"instructor files in the release: {copied[:10]}"
+    # the hidden checks: not as files, and not their names or their own lines inside another shipped file
+    hidden_lines = {line.strip() for p in (REPO / "hidden_checks").glob("*.py") for line in p.read_text().splitlines()
+                    if len(line.strip()) >= 40 and not line.strip().startswith(("#", "from ", "import "))}
+    text = "\n".join((root / f).read_text(errors="replace") for f in files if f.endswith((".py", ".md", ".yml")))
+    leaked = [line for line in hidden_lines if line in text]
+    assert not leaked, f"hidden-check lines in the release: {leaked[:5]}"
+    assert "_hidden\"" not in text and "hidden_checks/todo" not in text
     with zipfile.ZipFile(release["zip"]) as zf:
         prefix = f"maskgit-lab-{release['version']}-student/"
         assert sorted(zf.namelist()) == [prefix + f for f in files]
