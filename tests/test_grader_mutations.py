@@ -85,6 +85,28 @@ def test_grader_fails_mutant_in_its_todo_with_a_telling_message(graded, mutant):
     assert all(f"see {mutant.todo}" in o for o in outputs), outputs
 
 
+# Mutants whose hidden checks fail a check that their public checks pass: {name: {check: why}} (none so far).
+KNOWN_DIFFERENCES: dict[str, dict[str, str]] = {}
+
+
+@pytest.mark.parametrize("change", [*MUTANTS, *VARIANTS], ids=[m.name for m in [*MUTANTS, *VARIANTS]])
+def test_public_grader_predicts_the_hidden_score(graded, change):
+    """A hidden check never withholds points the public checks gave (students can trust their own run), except
+    where listed; a hidden check that fails shows on its public check as "failed a hidden form"."""
+    rows, results = graded
+    data = load(results, change.name)
+    surprises = {t["tags"][1].split("[")[0] for t in data["tests"] if t["output"].startswith("failed a hidden form")}
+    assert surprises <= set(KNOWN_DIFFERENCES.get(change.name, {})), [
+        t["output"] for t in data["tests"] if t["output"].startswith("failed a hidden form")]
+
+
+def test_hidden_checks_pass_the_reference_and_fail_the_stubs(graded):
+    rows, results = graded
+    assert load(results, "reference")["hidden"] and all(h["status"] == "passed"
+                                                          for h in load(results, "reference")["hidden"])
+    assert all(h["status"] == "failed" for h in load(results, "lab_stubs")["hidden"])
+
+
 @pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
 def test_correct_code_written_differently_scores_100(graded, variant):
     rows, results = graded

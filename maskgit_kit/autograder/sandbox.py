@@ -48,9 +48,12 @@ class Confinement:
     landlock: str = "none"     # "filesystem,network,signals" as far as the kernel's ABI goes
     capabilities: str = "kept"  # "dropped" (as root), "none" (not root)
     limits: bool = False
+    user: str = ""             # "uid N" (dropped from root), "" (kept the grader's user)
+    why_root: str = ""         # why a root grader could not drop to an unprivileged user
 
     def missing(self) -> list[str]:
-        out = []
+        out = [f"runs as root without capabilities, not as an unprivileged user: {self.why_root}"] \
+            if self.why_root else []
         if self.namespaces == "none":
             out.append("no PID/network namespace: processes the submission forks may outlive it; network not cut")
         if "filesystem" not in self.landlock:
@@ -114,13 +117,49 @@ def child_env(folder: Path) -> dict[str, str]:
     return env
 
 
+def _unreadable_for_others(paths: list[Path]) -> str:
+    """The first of ``paths`` an unprivileged user could not read (a folder on the way without o+x, or the path
+    without o+r), or ""."""
+    import stat
+    for path in paths:
+        path = Path(path).resolve()
+        if not path.exists():
+            continue
+        for folder in [*reversed(path.parents)]:
+            if not folder.stat().st_mode & stat.S_IXOTH:
+                return f"{folder} (on the way to {path}) is not open to other users"
+        if not path.stat().st_mode & stat.S_IROTH:
+            return f"{path} is not readable by other users"
+    return ""
+
+
+_NEXT_UID = [0]
+
+
+def _unprivileged_user(job: Job) -> tuple[int | None, str]:
+    """As root: a fresh uid for this child (no other process has it: it can signal or trace none), if the child
+    could still read what it needs as that user; else (None, why not)."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return None, ""
+    why = _unreadable_for_others([Path(sys.executable), *read_roots()[:4], PACKAGE, job.control, *job.read])
+    if why:
+        return None, why
+    _NEXT_UID[0] += 1
+    uid = 200000 + (os.getpid() % 1000) * 1000 + _NEXT_UID[0] % 1000
+    for path in [job.folder, *job.folder.rglob("*")]:
+        os.chown(path, uid, uid)
+    return uid, ""
+
+
 def run(job: Job) -> Outcome:
     """Start the child, wait at most ``job.limits.wall_seconds``, kill everything it started, return its exit."""
     prefix, namespaces = _namespace_prefix()
     job.folder.mkdir(parents=True, exist_ok=True)
     job.control.mkdir(parents=True, exist_ok=True)
+    env = child_env(job.folder)
+    uid, why_root = _unprivileged_user(job)
     spec = {"read": [str(p) for p in [job.control, *job.read]], "write": [str(job.folder)],
-            "limits": asdict(job.limits), "namespaces": namespaces}
+            "limits": asdict(job.limits), "namespaces": namespaces, "uid": uid, "why_root": why_root}
     (job.control / "sandbox.json").write_text(json.dumps(spec))
     log = job.log or job.folder / "log.txt"
     cmd = [*prefix, sys.executable, "-I", "-m", "maskgit_kit.autograder.child", str(job.control / "sandbox.json"),
@@ -128,7 +167,7 @@ def run(job: Job) -> Outcome:
     t0 = time.monotonic()
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=job.folder, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=child_env(job.folder), start_new_session=True)
+                                env=env, start_new_session=True)
         try:
             code = proc.wait(timeout=job.limits.wall_seconds)
         except subprocess.TimeoutExpired:
@@ -186,17 +225,23 @@ def _threads_of_this_user() -> int:
     return count
 
 
-def _drop_capabilities() -> bool:
-    """As root: drop every capability (bounding, ambient, effective, permitted), keep uid 0 (the Python
-    installation may sit where only root can look, e.g. /root/.pyenv). True if done."""
-    if os.getuid() != 0:
-        return False
+def _drop_bounding_set():
+    """No capability can ever be gained again (bounding set emptied, ambient set cleared); returns libc."""
     libc = ctypes.CDLL(None, use_errno=True)
     last = int(Path("/proc/sys/kernel/cap_last_cap").read_text()) if Path("/proc/sys/kernel/cap_last_cap").exists() \
         else 40
     for cap in range(last + 1):
         libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
     libc.prctl(47, 4, 0, 0, 0)  # PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL
+    return libc
+
+
+def _drop_capabilities() -> bool:
+    """As root: drop every capability (bounding, ambient, effective, permitted), keep uid 0 (the Python
+    installation may sit where only root can look, e.g. /root/.pyenv). True if done."""
+    if os.getuid() != 0:
+        return False
+    libc = _drop_bounding_set()
 
     class Header(ctypes.Structure):
         _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
@@ -220,7 +265,15 @@ def confine(spec_path: Path) -> Confinement:
     _limit(resource.RLIMIT_FSIZE, lim.file_mb * MB)
     _limit(resource.RLIMIT_NOFILE, lim.open_files)
     _limit(resource.RLIMIT_CORE, 0)
-    got.capabilities = "dropped" if _drop_capabilities() else ("kept" if os.getuid() == 0 else "none")
+    got.why_root = spec.get("why_root", "")
+    if spec.get("uid") is not None and os.getuid() == 0:  # root -> a fresh unprivileged user: setuid clears the
+        _drop_bounding_set()                              # capabilities, and none can be regained
+        os.setgroups([])
+        os.setgid(spec["uid"])
+        os.setuid(spec["uid"])
+        got.user, got.capabilities = f"uid {spec['uid']}", "none"
+    else:
+        got.capabilities = "dropped" if _drop_capabilities() else ("kept" if os.getuid() == 0 else "none")
     _limit(resource.RLIMIT_NPROC, _threads_of_this_user() + lim.processes)  # enforced once capabilities are gone
     got.limits = True
     try:
