@@ -8,7 +8,7 @@ IMPORTS := torch, torchvision, pytorch_fid, skimage, tqdm, yaml, matplotlib, pyt
 # found through the working directory (which holds maskgit_kit/ itself)
 THIS_KIT := import maskgit_kit, pathlib, sys; sys.exit(pathlib.Path(maskgit_kit.__file__).resolve().parents[1] != pathlib.Path.cwd().resolve())
 
-.PHONY: setup packages fashion-mnist fid-weights demo test grade lab lab-check release data lint
+.PHONY: setup packages fashion-mnist fid-weights demo test grade lab lab-check release gradescope data lint
 
 setup: packages fashion-mnist fid-weights
 
@@ -46,6 +46,11 @@ lab-check:
 #   make release RELEASE_FLAGS="--force --with-transformer"   (replace it; ship checkpoints/transformer.pt)
 release:
 	$(PYTHON) tools/make_release.py $(RELEASE_FLAGS)
+
+# the Gradescope autograder (instructor-only: holds the reference and the hidden checks): dist/gradescope/ and
+# dist/maskgit-gradescope-<version>.zip, calibrated by grading the reference once
+gradescope:
+	$(PYTHON) tools/make_gradescope.py $(GRADESCOPE_FLAGS)
 
 data:
 	@test -d data/fashion64/train || $(PYTHON) -m maskgit_kit.prepare_data fashion-mnist --splits train,val
