@@ -274,8 +274,10 @@ def test_release_holds_the_hand_out_and_nothing_else(release):
               and digest(p.read_bytes()) in shipped - {guide}]
     assert not copied, f"instructor files in the release: {copied[:10]}"
     # the hidden checks: not as files, and not their names or their own lines inside another shipped file
+    public = {line.strip() for d in ("grader", "maskgit_kit", "lab") for p in (REPO / d).rglob("*.py")
+              for line in p.read_text().splitlines()}  # a line the public code has anyway says nothing hidden
     hidden_lines = {line.strip() for p in (REPO / "hidden_checks").glob("*.py") for line in p.read_text().splitlines()
-                    if len(line.strip()) >= 40 and not line.strip().startswith(("#", "from ", "import "))}
+                    if len(line.strip()) >= 40 and not line.strip().startswith(("#", "from ", "import "))} - public
     text = "\n".join((root / f).read_text(errors="replace") for f in files if f.endswith((".py", ".md", ".yml")))
     leaked = [line for line in hidden_lines if line in text]
     assert not leaked, f"hidden-check lines in the release: {leaked[:5]}"

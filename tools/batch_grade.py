@@ -11,7 +11,7 @@ fresh copy of the base lab. A missing file keeps the lab stub (0 points for its 
 Each submission's code runs only in a confined child (``maskgit_kit/autograder/sandbox.py``: its own PID and
 network namespaces, Landlock, resource limits, a wall-clock limit). The verdict is computed here
 (``maskgit_kit/autograder/trusted.py``): the hidden checks judge what the child's calls returned against the
-reference run in this process, with a fresh seed per submission (``--seed`` to repeat one); the child's own report
+reference run in this process, with a fresh seed for the run (``--seed`` to repeat one); the child's own report
 can only take points away. First the reference itself is graded the same way: it must earn every point, or the
 run stops with the reason.
 
@@ -27,6 +27,7 @@ import csv
 import hashlib
 import json
 import re
+import secrets
 import shutil
 import sys
 import tempfile
@@ -135,7 +136,8 @@ class Batch:
             raise
 
     def _calibrate(self, args) -> None:
-        self.options = {"limits": self.limits, "check_timeout": args.check_timeout,
+        self.seed = args.seed if args.seed is not None else secrets.randbits(31)  # fresh per run, unless repeated
+        self.options = {"seed": self.seed, "limits": self.limits, "check_timeout": args.check_timeout,
                         "probe_timeout": args.check_timeout, "pytest_args": self.pytest_args}
         self.cases = trusted.calibrate(self.reference, self.base, self.work / "calibration", self.hidden, KNOWN,
                                        {r: Path(args.reference) / r for r in STUDENT_FILES}, **self.options)
@@ -144,7 +146,7 @@ class Batch:
         work = self.work / f"{i:04d}"
         grade = trusted.grade_submission(files, base=self.base, work=work, hidden=self.hidden,
                                          reference=self.reference, catalogue=KNOWN, case_names=self.cases,
-                                         seed=self.args.seed, **self.options)
+                                         **self.options)
         row = row_of(name, grade, missing, key)
         data = grade.gradescope(self.hidden, grade.public_summary)
         data["maskgit_row"] = row  # what a resumed run reuses (Gradescope ignores unknown keys)
@@ -220,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-timeout", type=float, default=60, help="seconds allowed per public check")
     p.add_argument("--memory-mb", type=int, default=sandbox.Limits().memory_mb,
                    help="address space allowed per submission (MB; torch alone maps about 1500)")
-    p.add_argument("--seed", type=int, default=None, help="the hidden checks' seed (default: fresh per submission)")
+    p.add_argument("--seed", type=int, default=None, help="the hidden checks' seed (default: fresh for this run)")
     p.add_argument("--results-dir", default=None, help="kept results (default: <out>-results next to --out)")
     p.add_argument("--regrade", action="store_true", help="grade every submission, even if unchanged")
     return p

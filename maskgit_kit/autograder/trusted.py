@@ -2,7 +2,8 @@
 
     grade = grade_submission(files, base=LAB, work=FOLDER, hidden=load_hidden(), reference=REFERENCE)
 
-The trusted side (this process; no student code ever runs in it) chooses the inputs with a fresh seed, writes
+The trusted side (this process; no student code ever runs in it) chooses the inputs with a fresh seed (one per
+batch run: the reference is observed once per seed, ``Reference.probe``), writes
 them as requests, and starts the confined child (``sandbox.run`` -> ``child.py``). The child runs the observers on
 the student's code and then the public checks; it sends back only files in its own folder. Here:
 
@@ -117,6 +118,16 @@ class Reference:
         self.impl = Implementation(root)
         self.grader = Grader(grader_dir)
         self.lock = threading.RLock()
+        self._cache: dict[tuple[str, int], tuple[dict, dict]] = {}  # (probe, seed) -> (inputs, observation)
+
+    def probe(self, p: Probe, seed: int) -> tuple[dict, dict]:
+        """The probe's inputs for ``seed`` and the reference's observation of them, computed once per seed: a
+        batch draws one fresh seed and judges every submission against the same reference observations."""
+        with self.lock:
+            if (p.name, seed) not in self._cache:
+                inputs = p.inputs(seed, self) if p.inputs else {}
+                self._cache[(p.name, seed)] = inputs, self.observe(p.observer, inputs) if p.observer else {}
+            return self._cache[(p.name, seed)]
 
     def observe(self, name: str, inputs: dict) -> dict:
         import torch
@@ -273,9 +284,10 @@ def grade_submission(files: dict[str, Path], *, base: Path, work: Path, hidden: 
     shutil.copytree(reference.grader.folder, work / "grader", ignore=COPY_IGNORE)
     requests.mkdir(parents=True)
     inputs = {}
+    expected = {}
     for i, p in enumerate(hidden.probes):
         if p.observer is not None:
-            inputs[p.name] = p.inputs(seed + 7919 * i, reference) if p.inputs else {}
+            inputs[p.name], expected[p.name] = reference.probe(p, seed + 7919 * i)
             torch_save({"observer": p.observer, "inputs": inputs[p.name]}, requests / f"{p.name}.pt")
     control.mkdir(parents=True)
     limits = limits or sandbox.Limits()
@@ -304,15 +316,14 @@ def grade_submission(files: dict[str, Path], *, base: Path, work: Path, hidden: 
     with reference.lock:  # judges use the reference too, and observers patch its classes while they run
         for p in hidden.probes:
             if p.name in crashed:
-                observed, expected = {"error": crashed[p.name]}, reference.observe(p.observer, inputs[p.name])
+                observed = {"error": crashed[p.name]}
             elif p.observer is not None:
                 observed = _load_observation(run_dir / "out" / f"{p.name}.pt")
-                expected = reference.observe(p.observer, inputs[p.name])
             else:
-                observed, expected = {}, {}
+                observed = {}
             try:
-                charged = p.judge(Context(inputs.get(p.name, {}), observed, expected, sources, reference.grader,
-                                           reference))
+                charged = p.judge(Context(inputs.get(p.name, {}), observed, expected.get(p.name, {}), sources,
+                                          reference.grader, reference))
             except Exception as exc:  # noqa: BLE001 - a malformed observation: everything this probe guards fails
                 charged = dict.fromkeys(p.guards, f"unusable observation ({type(exc).__name__}: {exc})"[:300])
             charged = {k: v for k, v in charged.items() if k in p.guards}
