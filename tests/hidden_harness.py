@@ -45,7 +45,8 @@ def compare(grade: trusted.Grade) -> tuple[set[str], set[str]]:
     """(checks that failed in the public run, checks charged by a hidden form)."""
     charged = {c for p in grade.probes for c in p.charged}
     public_failed = {c.check for c in grade.cases if not c.passed and c.check not in charged}
-    public_failed |= {c.check for c in grade.cases if not c.passed and not c.output.startswith("failed a hidden")}
+    public_failed |= {c.check for c in grade.cases
+                      if not c.passed and not c.output.startswith("failed the hidden form")}
     return public_failed, charged
 
 

@@ -63,6 +63,20 @@ for _root in [pathlib.Path(__file__).resolve().parents[i] / "solutions" for i in
     except Exception:
         pass
 """),
+    Hostile("copies_another_submission", """
+import pathlib
+for _other in sorted(pathlib.Path("{WORK}").glob("**/models/Transformer/modules/layer.py")):
+    try:
+        _text = _other.read_text()
+    except OSError:
+        continue
+    if "raise NotImplementedError" not in _text.split("def forward(self, x):")[1].split("class MLP")[0]:
+        _ns = {}
+        exec(compile(_text, str(_other), "exec"), _ns)
+        MultiHeadAttention.forward = _ns["MultiHeadAttention"].forward
+        open("{MARK}", "w").write(str(_other))
+        break
+"""),
     Hostile("inspects_the_callers_stack", """
         import inspect
         import torch

@@ -30,8 +30,8 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or landlock
 def kit_digest() -> str:
     h = hashlib.sha256()
     for folder in ("grader", "lab", "solutions", "maskgit_kit", "hidden_checks", "tools"):
-        for p in sorted((REPO / folder).rglob("*.py")):
-            if "__pycache__" not in p.parts:
+        for p in sorted((REPO / folder).rglob("*")):
+            if p.is_file() and "__pycache__" not in p.parts:
                 h.update(str(p).encode() + p.read_bytes())
     return h.hexdigest()
 
@@ -134,7 +134,8 @@ def test_nothing_escaped_the_sandbox(batch):
     assert not list(batch["marks"].iterdir()), [p.name for p in batch["marks"].iterdir()]
     assert not batch["received"], batch["received"]
     assert not batch["leftovers"], batch["leftovers"]
-    assert "reference,0" not in batch["csv"]
+    lines = batch["csv"].splitlines()  # the CSV the grader wrote, not one a forked child rewrote
+    assert lines[0].startswith("submission,score,") and len(lines) == len(batch["rows"]) + 1
 
 
 def test_kept_results_are_the_trusted_sides(batch):

@@ -26,6 +26,7 @@ import argparse
 import csv
 import hashlib
 import json
+import os
 import re
 import secrets
 import shutil
@@ -41,6 +42,7 @@ from maskgit_kit.autograder.impl import STUDENT_FILES, ImplError, resolve_impl
 from maskgit_kit.autograder.submission import find_student_file
 from maskgit_kit.autograder.todos import TodosError
 from maskgit_kit.autograder.todos import load as load_todos
+from maskgit_kit.autograder.zygote import Zygote
 from maskgit_kit.paths import KIT_ROOT
 
 try:
@@ -51,6 +53,22 @@ TODOS = list(KNOWN.todos)
 COLUMNS = ["submission", "score", *TODOS, "status", "seconds", "missing_files", "failed_checks", "hidden_failed",
            "seed", "key"]
 LOG_LIMIT = 1 << 20  # bytes of a child's log kept
+# children forked from a pre-loaded zygote (Linux; macOS cannot fork safely after loading frameworks)
+USE_ZYGOTE = sys.platform.startswith("linux") and os.environ.get("MASKGIT_GRADER_ZYGOTE", "1") != "0"
+PROBE_TIMEOUT = 15.0  # seconds per hidden check's observation (each takes well under a second on the reference)
+
+
+def pytest_check_timeout(pytest_args: list[str], default: float) -> float:
+    """The public checks' time limit: --check-timeout, or the same option given to pytest after ``--``."""
+    for i, a in enumerate(pytest_args):
+        value = a.split("=", 1)[1] if a.startswith("--check-timeout=") else (
+            pytest_args[i + 1] if a == "--check-timeout" and i + 1 < len(pytest_args) else None)
+        if value is not None:
+            try:
+                return float(value)
+            except ValueError:
+                raise SystemExit(f"error: --check-timeout {value!r}: expected seconds") from None
+    return default
 
 
 def student_files(submission: Path) -> tuple[dict[str, Path], list[str]]:
@@ -125,6 +143,8 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 class Batch:
     def __init__(self, base: Path, results_dir: Path, args: argparse.Namespace, pytest_args: list[str]):
         self.base, self.results_dir, self.args, self.pytest_args = base, results_dir, args, pytest_args
+        # first, before the hidden checks or the reference are loaded here: the children are forked from it
+        self.zygote = Zygote() if USE_ZYGOTE else None
         self.hidden = trusted.load_hidden(catalogue=KNOWN)
         self.reference = trusted.Reference(Path(args.reference))
         self.limits = sandbox.Limits(memory_mb=args.memory_mb, wall_seconds=args.timeout)
@@ -132,13 +152,19 @@ class Batch:
         try:
             self._calibrate(args)
         except BaseException:
-            shutil.rmtree(self.work, ignore_errors=True)
+            self.close()
             raise
+
+    def close(self) -> None:
+        if self.zygote is not None:
+            self.zygote.close()
+        shutil.rmtree(self.work, ignore_errors=True)
 
     def _calibrate(self, args) -> None:
         self.seed = args.seed if args.seed is not None else secrets.randbits(31)  # fresh per run, unless repeated
-        self.options = {"seed": self.seed, "limits": self.limits, "check_timeout": args.check_timeout,
-                        "probe_timeout": args.check_timeout, "pytest_args": self.pytest_args}
+        check_timeout = pytest_check_timeout(self.pytest_args, args.check_timeout)
+        self.options = {"seed": self.seed, "limits": self.limits, "check_timeout": check_timeout,
+                        "probe_timeout": min(check_timeout, PROBE_TIMEOUT), "pytest_args": self.pytest_args}
         self.cases = trusted.calibrate(self.reference, self.base, self.work / "calibration", self.hidden, KNOWN,
                                        {r: Path(args.reference) / r for r in STUDENT_FILES}, **self.options)
 
@@ -202,7 +228,7 @@ def grade_all(submissions: Path, base: Path, out: Path, results_dir: Path, args,
                 print(f"{name:<30} {r['score']:>6}  " + "  ".join(f"{t} {r[t]:>5}" for t in TODOS) + f"  {r['status']}",
                       flush=True)
     finally:
-        shutil.rmtree(batch.work, ignore_errors=True)
+        batch.close()
     ordered = [rows[s.name] for s in subs]
     write_csv(out, ordered)
     return ordered

@@ -151,9 +151,10 @@ def _unprivileged_user(job: Job) -> tuple[int | None, str]:
     return uid, ""
 
 
-def run(job: Job) -> Outcome:
-    """Start the child, wait at most ``job.limits.wall_seconds``, kill everything it started, return its exit."""
-    prefix, namespaces = _namespace_prefix()
+def run(job: Job, zygote=None) -> Outcome:
+    """Start the child, wait at most ``job.limits.wall_seconds``, kill everything it started, return its exit.
+    With a ``zygote.Zygote`` the child is forked from it (no interpreter start-up); else a fresh interpreter."""
+    prefix, namespaces = _namespace_prefix() if zygote is None else ([], zygote.namespaces)
     job.folder.mkdir(parents=True, exist_ok=True)
     job.control.mkdir(parents=True, exist_ok=True)
     env = child_env(job.folder)
@@ -162,6 +163,11 @@ def run(job: Job) -> Outcome:
             "limits": asdict(job.limits), "namespaces": namespaces, "uid": uid, "why_root": why_root}
     (job.control / "sandbox.json").write_text(json.dumps(spec))
     log = job.log or job.folder / "log.txt"
+    if zygote is not None:
+        t0 = time.monotonic()
+        code = zygote.run([str(job.control / "sandbox.json"), *job.argv], job.folder, env, log,
+                          job.limits.wall_seconds)
+        return Outcome(code, time.monotonic() - t0, namespaces)
     cmd = [*prefix, sys.executable, "-I", "-m", "maskgit_kit.autograder.child", str(job.control / "sandbox.json"),
            *job.argv]
     t0 = time.monotonic()
@@ -258,7 +264,7 @@ def confine(spec_path: Path) -> Confinement:
     import resource
     spec = json.loads(Path(spec_path).read_text())
     lim = Limits(**spec["limits"])
-    got = Confinement(namespaces=spec.get("namespaces", "none"))
+    got = Confinement(namespaces=os.environ.pop("MASKGIT_SANDBOX_NAMESPACES", spec.get("namespaces", "none")))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails (EFBIG) instead of killing the child
     _limit(resource.RLIMIT_AS, lim.memory_mb * MB)
     _limit(resource.RLIMIT_CPU, lim.cpu_seconds)

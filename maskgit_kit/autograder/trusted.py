@@ -275,7 +275,7 @@ def calibrate(reference: Reference, base: Path, work: Path, hidden: Hidden, cata
 def grade_submission(files: dict[str, Path], *, base: Path, work: Path, hidden: Hidden, reference: Reference,
                      catalogue: Catalogue, case_names: list[tuple[str, str]], seed: int | None = None,
                      limits: sandbox.Limits | None = None, check_timeout: float = 60.0,
-                     probe_timeout: float = 60.0, pytest_args: list[str] | None = None) -> Grade:
+                     probe_timeout: float = 60.0, pytest_args: list[str] | None = None, zygote=None) -> Grade:
     """Grade the student files (relative path -> file) over ``base``; ``work`` is a fresh folder for this run."""
     t0 = time.time()
     seed = secrets.randbits(31) if seed is None else seed
@@ -304,7 +304,8 @@ def grade_submission(files: dict[str, Path], *, base: Path, work: Path, hidden: 
         left = deadline - time.monotonic()
         outcome = sandbox.run(sandbox.Job(run_dir, control, [str(control / "task.json")],
                                           read=[impl, work / "grader", requests],
-                                          limits=dataclasses.replace(limits, wall_seconds=max(left, 1.0))))
+                                          limits=dataclasses.replace(limits, wall_seconds=max(left, 1.0))),
+                              zygote=zygote)
         current = _read_small(out / "current.txt")
         if current in todo and not (out / f"{current}.pt").is_file() and time.monotonic() < deadline - 1:
             why = "did not finish in time" if outcome.exit_code is None else f"exit {outcome.exit_code}"
@@ -326,7 +327,7 @@ def grade_submission(files: dict[str, Path], *, base: Path, work: Path, hidden: 
                                           reference.grader, reference))
             except Exception as exc:  # noqa: BLE001 - a malformed observation: everything this probe guards fails
                 charged = dict.fromkeys(p.guards, f"unusable observation ({type(exc).__name__}: {exc})"[:300])
-            charged = {k: v for k, v in charged.items() if k in p.guards}
+            charged = {k: v for k, v in charged.items() if k.split("[")[0] in p.guards}  # check or check[case]
             grade.probes.append(ProbeVerdict(p.name, p.todo, p.title, charged, str(observed.get("error", ""))))
     public, summary = _public_results(run_dir / "out" / "public.json")
     charges: dict[str, list[str]] = {}
@@ -337,9 +338,10 @@ def grade_submission(files: dict[str, Path], *, base: Path, work: Path, hidden: 
         c = catalogue.checks[check]
         points = c.points / c.cases
         reported, output = public.get(case_id, (False, "not run (no result for this check from the graded run)"))
-        passed = reported and check not in charges
-        if reported and check in charges:
-            output = "failed a hidden form of this check (" + "; ".join(charges[check])[:1500] + ")"
+        why = charges.get(check, []) + charges.get(case_id, [])
+        passed = reported and not why
+        if reported and why:
+            output = (f"failed the hidden form of this check (see {c.todo}: {c.where}): " + "; ".join(why))[:1500]
         title = c.title + (f" [{case_id[len(check) + 1:-1]}]" if case_id != check else "")
         grade.cases.append(CaseVerdict(c.todo, check, case_id, title, points, passed, output))
     if outcome.exit_code is None:
