@@ -59,7 +59,7 @@ def test_landlock_allows_only_what_it_lists(tmp_path):
     port = server.getsockname()[1]
 
     def confined():
-        landlock.restrict(read=[Path(sys.prefix), Path("/usr"), Path("/lib")], write=[own])
+        landlock.restrict(read=[Path(sys.prefix), Path(sys.base_prefix), Path("/usr"), Path("/lib")], write=[own])
         return {
             "write own": attempt(lambda: (own / "f.txt").write_text("ok")),
             "read own": attempt(lambda: (own / "f.txt").read_text()),
