@@ -3,7 +3,7 @@
 #   make test   install what is missing, run the project's tests
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-IMPORTS := torch, torchvision, pytorch_fid, skimage, tqdm, yaml, matplotlib, pytest, pytest_timeout, ruff, copydetect
+IMPORTS := torch, torchvision, pytorch_fid, skimage, tqdm, yaml, matplotlib, pytest, pytest_timeout, ruff, copydetect, prdc, hypothesis
 # the kit's package must be installed from this very folder (editable), not from another clone; -I: not
 # found through the working directory (which holds maskgit_kit/ itself)
 THIS_KIT := import maskgit_kit, pathlib, sys; sys.exit(pathlib.Path(maskgit_kit.__file__).resolve().parents[1] != pathlib.Path.cwd().resolve())
