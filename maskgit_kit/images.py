@@ -5,6 +5,7 @@ with the same message (the file's path and what was expected).
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -29,19 +30,28 @@ def list_images(folder: str | Path, what: str = "images") -> list[Path]:
     return files
 
 
-def read_image(path: Path, mode: str = "RGB", size: int = IMAGE_SIZE) -> np.ndarray:
-    """Read one image as a uint8 array, insisting on ``mode`` and ``size`` x ``size``."""
+def read_image(path: Path, mode: str = "RGB", size: int = IMAGE_SIZE, data: bytes | None = None) -> np.ndarray:
+    """Read one image as a uint8 array, insisting on ``mode`` and ``size`` x ``size``.
+
+    ``data``: the file's bytes, already read (by a caller that checked what kind of file it is); ``path`` then
+    only names it in messages. Size and mode are checked from the header, before any pixel is decoded, so a
+    huge or exotic file costs nothing. Every failure is one ``DataError`` naming ``path``.
+    """
     try:
-        with Image.open(path) as img:
-            img.load()
+        with Image.open(io.BytesIO(data) if data is not None else path) as img:
             found_mode, found_size = img.mode, img.size
+            if found_size != (size, size):
+                raise DataError(f"{path}: expected {size}x{size} pixels, found {found_size[0]}x{found_size[1]}")
+            if found_mode != mode:
+                raise DataError(f"{path}: expected image mode {mode}, found {found_mode}")
+            img.load()
             arr = np.asarray(img)
-    except Exception as exc:
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types on a corrupt or truncated file
         raise DataError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
-    if found_size != (size, size):
-        raise DataError(f"{path}: expected {size}x{size} pixels, found {found_size[0]}x{found_size[1]}")
-    if found_mode != mode:
-        raise DataError(f"{path}: expected image mode {mode}, found {found_mode}")
+    if arr.dtype != np.uint8 or arr.shape[:2] != (size, size):  # e.g. a mode whose decoder yields no 8-bit array
+        raise DataError(f"{path}: unreadable image (decoded to {arr.dtype} {arr.shape})")
     return arr
 
 

@@ -6,7 +6,13 @@ Two sources:
   where that package is missing). train/val are drawn, disjoint, from the 60k training set; test from t10k.
   28x28 gray is upsampled to 64x64 with PIL's bicubic filter and replicated to RGB.
 * ``folder SRC_DIR``: any folder of images (any size/mode), converted to RGB, centre-cropped to a square
-  and resized to 64x64 with antialiasing.
+  and resized to 64x64 with antialiasing. Hidden files and folders (any path component starting with ``.``:
+  ``.ipynb_checkpoints/``, ``.git/``, macOS ``._*`` files) are skipped, and so is everything under ``--out``
+  when it lies inside the source folder (the kit's own outputs are never ingested). Bit depths: 16-bit
+  images (PIL modes ``I;16*``, and ``I`` with values in 0..65535) are scaled by 255/65535 (rounded, the same
+  as ``v >> 8`` up to rounding); float images (mode ``F``, e.g. a float TIFF) must hold values in [0, 1]
+  and are scaled by 255; a float image outside [0, 1] (or with NaN) and an ``I`` image outside 0..65535 are
+  refused, naming the file, since their range is not defined.
 
 Layout written under ``--out`` (the one ``solutions/utils.py`` reads)::
 
@@ -145,24 +151,69 @@ def fashion_to_rgb64(img28: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
                       .convert("RGB"))
 
 
-def list_source_images(src_dir: str | Path) -> list[Path]:
-    """Files under ``src_dir`` (recursive, sorted) whose extension PIL knows as an image format."""
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def list_source_images(src_dir: str | Path, exclude: list[str | Path] | tuple = ()) -> list[Path]:
+    """Files under ``src_dir`` (recursive, sorted) whose extension PIL knows as an image format.
+
+    Skips hidden entries (any component below ``src_dir`` starting with ``.``) and the subtree of each folder
+    in ``exclude`` (the output folder, when it lies inside the source).
+    """
     src_dir = Path(src_dir)
     if not src_dir.is_dir():
         raise PrepareError(f"{src_dir}: source folder not found")
     known = {ext.lower() for ext in Image.registered_extensions()}
-    files = sorted(p for p in src_dir.rglob("*") if p.is_file() and p.suffix.lower() in known)
+    excluded = [Path(os.path.realpath(e)) for e in exclude]
+
+    def wanted(p: Path) -> bool:
+        if any(part.startswith(".") for part in p.relative_to(src_dir).parts):
+            return False
+        if p.suffix.lower() not in known or not p.is_file():
+            return False
+        return not any(_within(Path(os.path.realpath(p)), e) for e in excluded)
+
+    files = sorted(p for p in src_dir.rglob("*") if wanted(p))
     if not files:
         raise PrepareError(f"{src_dir}: no image files found (looked for {', '.join(sorted(known)[:8])}, ...)")
     return files
 
 
+def to_8bit(img: Image.Image, path: str | Path) -> Image.Image:
+    """16-bit and float images as 8-bit ``L``, scaled by their range (module doc); other modes unchanged.
+
+    Raises ``PrepareError`` naming ``path`` when the range is not defined (float outside [0, 1] or NaN, ``I``
+    outside 0..65535). PIL's own ``convert`` would clip instead (a 16-bit PNG comes out almost white, a float
+    TIFF in [0, 1] almost black).
+    """
+    mode = img.mode
+    if mode.startswith("I;16") or mode == "I":
+        arr = np.asarray(img).astype(np.int64)
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if lo < 0 or hi > 65535:
+            raise PrepareError(f"{path}: {mode} image with values {lo}..{hi}: only 0..65535 (16-bit) is "
+                               f"understood; convert it to 8 or 16 bits first")
+        return Image.fromarray(np.round(arr * (255 / 65535)).astype(np.uint8))
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        if arr.size and (not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1):
+            finite = arr[np.isfinite(arr)]
+            span = f"{finite.min():.4g}..{finite.max():.4g}" if finite.size else "none finite"
+            nan = ", with NaN/inf" if finite.size < arr.size else ""
+            raise PrepareError(f"{path}: float image with values {span}{nan}: only [0, 1] is understood; "
+                               f"scale it to [0, 1] (or save it as 8/16-bit) first")
+        return Image.fromarray(np.round(arr * 255).astype(np.uint8))
+    return img
+
+
 def load_square_rgb(path: str | Path, size: int = IMAGE_SIZE) -> np.ndarray:
-    """Any image file -> uint8 (size, size, 3): EXIF-rotated, alpha over white, centre crop, antialiased resize."""
+    """Any image file -> uint8 (size, size, 3): EXIF-rotated, 16-bit/float scaled (``to_8bit``), alpha over
+    white, centre crop, antialiased resize. Raises ``PrepareError`` naming the file."""
     try:
         with Image.open(path) as img:
             img.load()
-            img = ImageOps.exif_transpose(img)
+            img = to_8bit(ImageOps.exif_transpose(img), path)
             if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
                 rgba = img.convert("RGBA")
                 img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
@@ -170,7 +221,9 @@ def load_square_rgb(path: str | Path, size: int = IMAGE_SIZE) -> np.ndarray:
             # ImageOps.fit crops the largest centred square and resizes with PIL's antialiasing filter.
             img = ImageOps.fit(img, (size, size), Image.Resampling.LANCZOS, centering=(0.5, 0.5))
             return np.asarray(img)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # what PIL raises on bad files
+    except PrepareError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types on a corrupt, truncated or exotic file
         raise PrepareError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
 
 
@@ -332,6 +385,34 @@ def parse_splits(text: str) -> list[str]:
 def split_dirs(out: Path, split: str) -> list[Path]:
     """Folders that make up ``split`` under ``out``."""
     return [out / d for d in TEST_DIRS] if split == "test" else [out / split]
+
+
+def check_out(out: Path, source: str, src_dir: str | Path | None) -> None:
+    """Refuse (before any work) an ``--out`` that is a file or lies below one, or that would hold the source."""
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                what = "is a file" if folder == out else f"lies below {folder}, which is a file"
+                raise PrepareError(f"--out {out}: {what}; give a folder (it is created if missing)")
+            break
+    if source == "folder" and src_dir is not None and Path(src_dir).is_dir():
+        src, dest = Path(os.path.realpath(src_dir)), Path(os.path.realpath(out))
+        if src == dest or any(_within(src, dest / d) for d in ("train", "val", *TEST_DIRS)):
+            raise PrepareError(f"--out {out}: the source folder {src_dir} is (inside) the output's splits, which "
+                               f"would be replaced; choose another --out")
+
+
+def check_counts(counts: dict[str, int | None], splits: list[str], stage: str = "given") -> None:
+    """Negative counts, and an empty split that is to be written, are refused before anything is written."""
+    for name, n in counts.items():
+        if n is None:
+            continue
+        if n < 0:
+            raise PrepareError(f"--n-{name} {n}: must be >= 0")
+        if n == 0 and name in splits:
+            how = "" if stage == "given" else " (what is left of the source after the other splits)"
+            raise PrepareError(f"--n-{name} 0{how}: the {name} split would be empty; give at least 1 image, or "
+                               f"leave {name} out of --splits")
 
 
 def check_overwrite(out: Path, splits: list[str], force: bool) -> None:
@@ -498,6 +579,8 @@ def prepare(source: str, out: str | Path, splits: list[str], counts: dict[str, i
             progress: bool = True) -> dict:
     """Generate ``splits`` of the benchmark under ``out``; returns the metadata written to meta.json."""
     out = Path(out)
+    check_out(out, source, src_dir)
+    check_counts(counts, splits)
     check_overwrite(out, splits, force)
     bad: list[str] = []
     if source == "fashion-mnist":
@@ -506,11 +589,12 @@ def prepare(source: str, out: str | Path, splits: list[str], counts: dict[str, i
         prepared = fashion_splits(arrays, counts, seed)
     elif source == "folder":
         location = str(src_dir)
-        prepared, bad = folder_splits(list_source_images(src_dir), counts, seed, skip_bad)
+        prepared, bad = folder_splits(list_source_images(src_dir, exclude=[out]), counts, seed, skip_bad)
         for msg in bad:
             print(f"skipped: {msg}", file=sys.stderr)
     else:
         raise PrepareError(f"unknown source {source!r}: expected fashion-mnist or folder")
+    check_counts({k: len(v.source_indices) for k, v in prepared.items()}, splits, stage="resolved")
     stats = {}
     for name in splits:
         stats[name] = write_split(out, prepared[name], seed, progress)

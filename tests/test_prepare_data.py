@@ -231,3 +231,151 @@ def test_fashion_missing_files_and_failed_download_is_one_clear_error(tmp_path, 
     err = capsys.readouterr().err
     assert "nowhere/train-images-idx3-ubyte.gz" in err and "download failed" in err and "--source-dir" in err
     assert not out.exists()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Bad input: bit depths, hidden folders, --out inside the source, empty splits, --out a file
+# ----------------------------------------------------------------------------------------------------
+
+def test_16bit_png_is_scaled_not_clipped(tmp_path):
+    """A 16-bit PNG came out almost all white (PIL clips I;16 to 255); now it is scaled by 255/65535."""
+    v = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16  # 0 .. 65520
+    Image.fromarray(v).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as img:
+        assert img.mode == "I;16"
+    out = pd.load_square_rgb(tmp_path / "deep.png")
+    expected = np.round(v * (255 / 65535)).astype(np.uint8)
+    np.testing.assert_array_equal(out, np.repeat(expected[..., None], 3, axis=2))
+    assert abs(int(out.mean()) - 127) <= 1  # a mid-grey gradient, not white
+    # 32-bit integer (mode I) holding 16-bit values: the same scale; outside 0..65535: refused by name
+    Image.fromarray(v.astype(np.int32)).save(tmp_path / "deep.tif")
+    np.testing.assert_array_equal(pd.load_square_rgb(tmp_path / "deep.tif"), out)
+    Image.fromarray(v.astype(np.int32) - 5).save(tmp_path / "neg.tif")
+    with pytest.raises(pd.PrepareError, match=r"neg\.tif: I image with values -5\.\.65515"):
+        pd.load_square_rgb(tmp_path / "neg.tif")
+
+
+def test_float_tiff_in_unit_range_is_scaled_outside_is_refused(tmp_path):
+    f = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    Image.fromarray(f).save(tmp_path / "unit.tif")
+    out = pd.load_square_rgb(tmp_path / "unit.tif")
+    np.testing.assert_array_equal(out[..., 0], np.round(f.astype(np.float64) * 255).astype(np.uint8))
+    assert 126 <= out.mean() <= 129  # was 0.5 on average: all black after PIL's clipping
+    Image.fromarray(f * 255).save(tmp_path / "byte_range.tif")
+    with pytest.raises(pd.PrepareError, match=r"byte_range\.tif: float image with values 0\.\.255: only \[0, 1\]"):
+        pd.load_square_rgb(tmp_path / "byte_range.tif")
+    g = f.copy()
+    g[3, 3] = np.nan
+    Image.fromarray(g).save(tmp_path / "nan.tif")
+    with pytest.raises(pd.PrepareError, match=r"nan\.tif: float image .*NaN"):
+        pd.load_square_rgb(tmp_path / "nan.tif")
+
+
+def test_deep_images_end_to_end(tmp_path, capsys):
+    """Through the CLI: 16-bit and float sources give mid-grey data, and a refused file is named."""
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        v = rng.integers(20000, 45000, (64, 64)).astype(np.uint16)
+        Image.fromarray(v).save(src / f"d{i}.png")
+    Image.fromarray(rng.uniform(0.3, 0.7, (64, 64)).astype(np.float32)).save(src / "f0.tif")
+    out = tmp_path / "out"
+    assert pd.main(["folder", str(src), "--out", str(out), "--n-train", "5", "--n-val", "1", "--n-test", "1",
+                    "--quiet"]) == 0
+    means = [np.asarray(Image.open(p)).mean() for d in ("train", "val", "ground_truth") for p in (out / d).iterdir()]
+    assert len(means) == 7 and all(70 < m < 185 for m in means), means
+    Image.fromarray(np.full((64, 64), 3.0, np.float32)).save(src / "f1.tif")
+    assert pd.main(["folder", str(src), "--out", str(tmp_path / "o2"), "--quiet"]) == 1
+    assert f"{src / 'f1.tif'}: float image with values 3..3" in capsys.readouterr().err
+
+
+def test_hidden_files_and_folders_are_skipped(tmp_path):
+    src = make_source_folder(tmp_path)
+    (src / ".ipynb_checkpoints").mkdir()
+    (src / "sub" / ".git" / "objects").mkdir(parents=True)
+    for hidden in (src / ".ipynb_checkpoints" / "img00-checkpoint.png", src / "sub" / ".git" / "objects" / "x.png",
+                   src / "._img01.png", src / ".thumb.png"):
+        Image.new("RGB", (64, 64), (255, 0, 0)).save(hidden, format="PNG")
+    files = pd.list_source_images(src)
+    assert len(files) == 20 and not any(part.startswith(".") for f in files for part in f.relative_to(src).parts)
+    out = tmp_path / "out"
+    assert run_folder(src, out) == 0
+    assert all("." not in Path(f).relative_to(src).parts[0][:1]
+               for f in json.loads((out / "meta.json").read_text())["splits"]["test"]["source_files"])
+    red = {p for d in ("train", "val", "ground_truth") for p in (out / d).iterdir()
+           if (np.asarray(Image.open(p)) == [255, 0, 0]).all()}
+    assert not red  # no hidden duplicate was ingested
+
+
+def test_out_inside_the_source_is_never_ingested(tmp_path):
+    """A rerun into src/out used to re-ingest the kit's own outputs (and so drew other images)."""
+    src = make_source_folder(tmp_path)
+    assert run_folder(src, tmp_path / "elsewhere") == 0
+    inside = src / "prepared"
+    assert run_folder(src, inside) == 0
+    first = tree_bytes(inside)
+    assert tree_bytes(tmp_path / "elsewhere") == first
+    assert len(pd.list_source_images(src, exclude=[inside])) == 20
+    assert run_folder(src, inside, "--force") == 0  # its 30+ PNGs are in the source tree now
+    assert tree_bytes(inside) == first
+    assert not any("prepared" in f for f in json.loads((inside / "meta.json").read_text())
+                   ["splits"]["test"]["source_files"])
+
+
+def test_source_inside_the_outputs_splits_is_refused(tmp_path, capsys):
+    src = make_source_folder(tmp_path / "data" / "train")
+    assert run_folder(src.parent, tmp_path / "data", "--force") == 1
+    assert "the source folder" in capsys.readouterr().err
+    assert run_folder(src, src) == 1
+    assert len(pd.list_source_images(src)) == 20  # untouched
+
+
+@pytest.mark.parametrize("flags,match", [
+    (["--n-test", "0"], "--n-test 0: the test split would be empty"),
+    (["--n-val", "0"], "--n-val 0: the val split would be empty"),
+    (["--n-train", "0"], "--n-train 0: the train split would be empty"),
+    (["--n-train", "-3"], "--n-train must be >= 0"),
+])
+def test_empty_or_negative_split_is_refused_before_anything_is_written(tmp_path, capsys, flags, match):
+    src = make_source_folder(tmp_path)
+    out = tmp_path / "out"
+    assert run_folder(src, out, *flags) in (1, 2)
+    assert match in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_defaults_that_leave_no_training_images_are_refused(tmp_path, capsys):
+    src = make_source_folder(tmp_path)
+    out = tmp_path / "out"
+    assert pd.main(["folder", str(src), "--out", str(out), "--n-val", "10", "--n-test", "10", "--quiet"]) == 1
+    assert "--n-train 0 (what is left of the source" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(pd.PrepareError, match="--n-test -1: must be >= 0"):
+        pd.prepare("folder", out, ["train"], {"train": 3, "val": 1, "test": -1}, src_dir=src, progress=False)
+    # a split that is not generated may be empty
+    assert pd.main(["folder", str(src), "--out", str(out), "--n-train", "0", "--n-val", "2", "--n-test", "3",
+                    "--splits", "val,test", "--quiet"]) == 0
+
+
+def test_fashion_n_test_zero_is_refused_before_writing(tmp_path, capsys):
+    src = tmp_path / "fashion"
+    src.mkdir()
+    write_idx(src / "train-images-idx3-ubyte.gz", np.zeros((30, 28, 28), np.uint8))
+    write_idx(src / "t10k-images-idx3-ubyte.gz", np.zeros((10, 28, 28), np.uint8))
+    out = tmp_path / "out"
+    assert pd.main(["fashion-mnist", "--source-dir", str(src), "--out", str(out), "--n-train", "6",
+                    "--n-val", "3", "--n-test", "0", "--quiet"]) == 1
+    assert "--n-test 0: the test split would be empty" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_out_that_is_a_file_is_one_clear_error(tmp_path, capsys):
+    src = make_source_folder(tmp_path)
+    target = tmp_path / "out.txt"
+    target.write_text("keep me")
+    assert run_folder(src, target) == 1
+    assert f"--out {target}: is a file" in capsys.readouterr().err
+    assert run_folder(src, target / "sub") == 1
+    assert f"lies below {target}, which is a file" in capsys.readouterr().err
+    assert target.read_text() == "keep me"

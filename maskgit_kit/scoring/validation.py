@@ -3,10 +3,20 @@
 A result folder must hold exactly the ground truth's file names (``image_000.png`` ... ``image_{n-1}.png``),
 each an RGB image of the benchmark's size. Every problem is collected and reported in one error, so a
 student fixes everything in one go instead of one file per run.
+
+Links: the folder itself may be given through a symbolic link (or below one): its path is used as given. But
+each image in a result folder must be a regular file of its own: a symbolic link (wherever it points) and a
+hard link (a file with more than one name, ``st_nlink > 1``) are refused, naming the file, since either lets a
+folder "contain" the ground truth without any inpainting (FID 0). The check is made on the opened file
+(``O_NOFOLLOW``, then ``fstat``), so a file swapped for a link between check and read is caught too. The
+ground truth and masks are the instructor's data and are read as they are (``trusted=True``), links included
+(git-annex and DVC checkouts are symlinks).
 """
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,10 +113,50 @@ def _size_of(path: Path) -> int:
     return w
 
 
-def load_images(folder: str | Path, bench: Benchmark, what: str = "result") -> np.ndarray:
+def read_submission_file(path: Path) -> bytes:
+    """The bytes of one result image, refusing anything but a regular file with a single name.
+
+    Raises ``DataError`` with the reason (symbolic link and its target, hard link, not a regular file,
+    unreadable) and the remedy. FIFOs and devices are opened non-blocking, so they cannot hang the check.
+    """
+    def refuse_link():
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return DataError(f"{path}: a symbolic link (to {target}); copy the image into the folder instead")
+
+    if os.path.islink(path):
+        raise refuse_link()
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if os.path.islink(path):  # swapped for a link since the check above: ELOOP from O_NOFOLLOW
+            raise refuse_link() from None
+        raise DataError(f"{path}: cannot be opened ({type(exc).__name__}: {exc.strerror or exc})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # checked on the descriptor: a folder cannot even be fdopen'ed
+            raise DataError(f"{path}: not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as f:
+        if st.st_nlink != 1:
+            raise DataError(f"{path}: a hard link ({st.st_nlink} names for the same file); copy the image into "
+                            f"the folder instead")
+        try:
+            return f.read()
+        except OSError as exc:
+            raise DataError(f"{path}: unreadable ({type(exc).__name__}: {exc.strerror or exc})") from None
+
+
+def load_images(folder: str | Path, bench: Benchmark, what: str = "result", trusted: bool = False) -> np.ndarray:
     """All images of a result folder as uint8 (N, H, W, 3), in ``bench.names`` order.
 
-    Raises ``SubmissionError`` listing every missing, extra, unreadable, wrong-size or wrong-mode file.
+    Raises ``SubmissionError`` listing every missing, extra, unreadable, wrong-size or wrong-mode file, and
+    (unless ``trusted``: the instructor's own ground truth) every symbolic or hard link, see the module doc.
     Hidden entries (``.DS_Store``, ``.ipynb_checkpoints``) are ignored.
     """
     folder = Path(folder)
@@ -126,15 +176,18 @@ def load_images(folder: str | Path, bench: Benchmark, what: str = "result") -> n
         problems.append(f"{len(extra)} unexpected file(s) (expected only {bench.names[0]} .. {bench.names[-1]}): "
                         f"{', '.join(extra)}")
     images = np.zeros((bench.n, bench.size, bench.size, 3), np.uint8)
+    skip = set(missing)
     for i, name in enumerate(bench.names):
         path = folder / name
-        if name in missing:
-            continue
-        if not path.is_file():
-            problems.append(f"{name}: not a regular file")
+        if name in skip:
             continue
         try:
-            images[i] = read_image(path, "RGB", bench.size)
+            if trusted:
+                if not path.is_file():
+                    raise DataError(f"{path}: not a regular file")
+                images[i] = read_image(path, "RGB", bench.size)
+            else:
+                images[i] = read_image(path, "RGB", bench.size, data=read_submission_file(path))
         except DataError as exc:
             problems.append(f"{name}: {str(exc).removeprefix(f'{path}: ')}")
     if problems:
