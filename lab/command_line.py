@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import math
 import re
 import traceback
 from pathlib import Path
@@ -29,10 +30,65 @@ HERE = Path(__file__).resolve().parent
 PRECISIONS = ("fp32", "bf16")
 
 
+# Flag types: a bad value is argparse's one-line error naming the flag (exit 2), before any work starts.
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
-    value = int(text)
+    value = _integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """A seed ``torch.manual_seed`` and ``torch.Generator.manual_seed`` both accept."""
+    value = _integer(text)
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to 2**63 - 1, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A share of the data: 0 < value <= 1."""
+    value = _finite(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text}")
     return value
 
 
@@ -57,14 +113,17 @@ def inpainting_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=str(HERE / "config" / "MaskGit.yml"), help="MaskGIT config (YAML)")
     p.add_argument("--load-transformer-ckpt-path", default=None,
                    help="transformer weights (default: the config's Transformer_CKPT_path)")
+    p.add_argument("--vqgan-ckpt", default=None,
+                   help="the tokenizer: VQGAN weights the transformer was trained on (default: VQ_CKPT_path)")
     add_split_args(p)
     p.add_argument("--output-dir", default=str(HERE), help="where test_results/, mask_scheduling/, imga/ go")
-    p.add_argument("--total-iter", type=int, default=8, help="T: steps of the mask schedule")
-    p.add_argument("--sweet-spot", type=int, default=None, help="stop after this many steps (default: T)")
+    p.add_argument("--total-iter", type=positive_int, default=8, help="T: steps of the mask schedule")
+    p.add_argument("--sweet-spot", type=positive_int, default=None, help="stop after this many steps (default: T)")
     p.add_argument("--mask-func", choices=MASK_FUNCS + EXTRA_MASK_FUNCS, default=None,
                    help=f"mask schedule (default: the config's gamma_type); {', '.join(EXTRA_MASK_FUNCS)} are "
                         f"optional extras of gamma_func")
-    p.add_argument("--choice-temperature", type=float, default=None, help="confidence noise (default: config's)")
+    p.add_argument("--choice-temperature", type=nonnegative_float, default=None,
+                   help="confidence noise (default: config's)")
     p.add_argument("--sampling", choices=("argmax", "categorical"), default="argmax",
                    help="ids for masked tokens: the most likely one, or sampled from softmax(logits) as in "
                         "MaskGIT (argmax scored better FID with the shipped CPU-trained checkpoint)")
@@ -73,10 +132,10 @@ def inpainting_parser() -> argparse.ArgumentParser:
                    help="smooth the holes before tokenizing (none: the course's gray paint as given)")
     p.add_argument("--save-steps", action=argparse.BooleanOptionalAction, default=True,
                    help="write imga/ (decodes every step)")
-    p.add_argument("--batch-size", type=int, default=64, help="images decoded together")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images decoded together")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--random-init", action="store_true", help="untrained transformer (smoke tests only)")
     return p
 
@@ -101,16 +160,11 @@ def resolve_split(args: argparse.Namespace) -> None:
 
 
 def check_inpainting_args(args: argparse.Namespace) -> None:
+    """The checks that involve more than one flag (each flag's own range is its argparse type's)."""
     resolve_split(args)
-    if args.total_iter < 1:
-        raise SystemExit(f"--total-iter {args.total_iter}: expected a positive number of steps")
     if args.sweet_spot is not None and not 1 <= args.sweet_spot <= args.total_iter:
         raise SystemExit(f"--sweet-spot {args.sweet_spot}: expected a number of steps from 1 to "
                          f"--total-iter ({args.total_iter})")
-    if args.batch_size < 1:
-        raise SystemExit(f"--batch-size {args.batch_size}: expected a positive number")
-    if args.choice_temperature is not None and not args.choice_temperature >= 0:
-        raise SystemExit(f"--choice-temperature {args.choice_temperature}: expected a number >= 0")
 
 
 def with_mask_func(cfg: MaskGitConfig, mask_func: str | None) -> MaskGitConfig:
@@ -147,6 +201,9 @@ def training_parser() -> argparse.ArgumentParser:
                                 description="Train MaskGIT's bidirectional transformer on VQGAN tokens",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", default=str(HERE / "config" / "MaskGit.yml"), help="MaskGIT config (YAML)")
+    p.add_argument("--vqgan-ckpt", default=None,
+                   help="the tokenizer to train on: VQGAN weights (default: the config's VQ_CKPT_path), recorded in "
+                        "every checkpoint written")
     p.add_argument("--train-d-path", default=str(DEFAULT_DATA_ROOT / "train"), help="training images")
     p.add_argument("--val-d-path", default=str(DEFAULT_DATA_ROOT / "val"), help="validation images")
     p.add_argument("--checkpoint-path", default=str(HERE / "transformer_checkpoints"),
@@ -155,22 +212,22 @@ def training_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--accum-grad", type=positive_int, default=1, help="batches per optimizer step")
     p.add_argument("--epochs", type=positive_int, default=10)
-    p.add_argument("--learning-rate", type=float, default=4e-4)
-    p.add_argument("--warmup-steps", type=int, default=200, help="optimizer steps of linear warm-up")
+    p.add_argument("--learning-rate", type=positive_float, default=4e-4)
+    p.add_argument("--warmup-steps", type=nonnegative_int, default=200, help="optimizer steps of linear warm-up")
     p.add_argument("--save-per-epoch", type=positive_int, default=1, help="write epoch_N.pt every N epochs")
-    p.add_argument("--start-from-epoch", type=int, default=0, help="resume from checkpoint-path/epoch_N.pt")
+    p.add_argument("--start-from-epoch", type=nonnegative_int, default=0, help="resume from checkpoint-path/epoch_N.pt")
     p.add_argument("--resume", action="store_true", help="resume from checkpoint-path/last.pt")
     p.add_argument("--init-from", default=None,
                    help="start a new run from these transformer weights (e.g. ../checkpoints/transformer.pt)")
     p.add_argument("--overwrite", action="store_true", help="start over even if checkpoint-path holds a run")
-    p.add_argument("--partial", type=float, default=1.0, help="fraction of the data to use")
-    p.add_argument("--num-workers", type=int, default=0, help="data-loader workers (image mode only)")
+    p.add_argument("--partial", type=fraction, default=1.0, help="fraction of the data to use")
+    p.add_argument("--num-workers", type=nonnegative_int, default=0, help="data-loader workers (image mode only)")
     p.add_argument("--token-cache", action=argparse.BooleanOptionalAction, default=True,
                    help="encode the images once and train on cached token ids")
     p.add_argument("--token-cache-dir", default=str(DEFAULT_DATA_ROOT / "token_cache"))
     p.add_argument("--precision", choices=PRECISIONS, default="bf16",
                    help="bf16 autocast roughly doubles CPU throughput")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     return p
 
 

@@ -28,9 +28,9 @@ from command_line import (
     with_mask_func,
 )
 from decoding import TokenIdError, inpaint_batch, keep_freed_memory
-from inpainting_outputs import InpaintingOutputs
+from inpainting_outputs import InpaintingOutputs, OutputError, check_output_dir
 from models.checkpoint import CheckpointError
-from models.config import ConfigError, load_maskgit_config
+from models.config import ConfigError, load_maskgit_config, with_tokenizer
 from models.VQGAN_Transformer import MaskGit
 from utils import DataError, LoadTestData, resolve_device
 
@@ -60,7 +60,8 @@ def iterative_decoding(model: MaskGit, z_indices, mask, total_iter=8, sweet_spot
 
 def run(args) -> Path:
     """Inpaint every test image and write the three output folders; returns the output folder."""
-    cfg = with_mask_func(load_maskgit_config(args.config), args.mask_func)
+    check_output_dir(args.output_dir)  # a link or a file where the outputs go: found now, not after the work
+    cfg = with_tokenizer(with_mask_func(load_maskgit_config(args.config), args.mask_func), args.vqgan_ckpt)
     settings = decode_settings(args, cfg)
     dataset = LoadTestData(args.test_maskedimage_path, args.test_mask_path)
     dataset.validate()  # a bad file fails here, before anything is written
@@ -86,7 +87,7 @@ def main(argv=None) -> None:
     keep_freed_memory()
     try:
         out = run(args)
-    except (ConfigError, DataError, CheckpointError, TokenIdError) as exc:
+    except (ConfigError, DataError, CheckpointError, TokenIdError, OutputError) as exc:
         raise SystemExit(f"error: {exc}") from None
     print(f"wrote {out / 'test_results'}, {out / 'mask_scheduling'}, {out / 'imga'}")
 

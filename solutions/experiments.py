@@ -30,11 +30,19 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from command_line import add_split_args, check_mask_func, resolve_split
-from decoding import keep_freed_memory, precision_context, tokenize_masked
+from command_line import (
+    add_split_args,
+    check_mask_func,
+    nonnegative_float,
+    nonnegative_int,
+    positive_int,
+    resolve_split,
+    seed_int,
+)
+from decoding import keep_freed_memory, pad_batch, precision_context, tokenize_masked
 from hole_fill import PREFILLS
 from inpainting import iterative_decoding
-from models.config import load_maskgit_config
+from models.config import load_maskgit_config, with_tokenizer
 from models.loading import load_maskgit
 from models.sampling import image_generators
 from models.VQGAN_Transformer import EXTRA_MASK_FUNCS, MASK_FUNCS, MaskGit
@@ -65,14 +73,16 @@ def decode_sweet_spots(model: MaskGit, loader, total_iter: int, spots: list[int]
     out = {s: ([], []) for s in spots}
     for images, pixel_masks, indices in tqdm(loader, desc=f"{model.mask_func} T={total_iter}", leave=False):
         images, pixel_masks = images.to(device), pixel_masks.to(device)
-        z, mask = tokenize_masked(model, images, pixel_masks, args.prefill)
+        n = images.shape[0]
+        padded, padded_masks, indices, _ = pad_batch(images, pixel_masks, indices)  # the same pixels at any batch size
+        z, mask = tokenize_masked(model, padded, padded_masks, args.prefill)
         with precision_context(device, args.precision):
             _, history = iterative_decoding(model, z, mask, total_iter, max(spots),
                                             generators=image_generators(indices, args.seed),
                                             choice_temperature=temperature,
                                             sample=args.sampling == "categorical")
         for s in spots:
-            pred = model.decode_to_image(history[s - 1][0])
+            pred = model.decode_to_image(history[s - 1][0])[:n]
             out[s][0].append(to_uint8(pred))
             out[s][1].append(to_uint8(pixel_masks * images + (1 - pixel_masks) * pred))
     return {s: (np.concatenate(a), np.concatenate(b)) for s, (a, b) in out.items()}
@@ -82,7 +92,7 @@ def sweep(args) -> list[dict]:
     from maskgit_kit.scoring.fid import InceptionFeatures
     from maskgit_kit.scoring.scorer import Reference, prepare_reference, score_images
 
-    cfg = load_maskgit_config(args.config)
+    cfg = with_tokenizer(load_maskgit_config(args.config), args.vqgan_ckpt)
     device = resolve_device(args.device)
     ckpt = args.load_transformer_ckpt_path or cfg.transformer_ckpt_path
     model = load_maskgit(cfg, device, transformer_ckpt=ckpt)
@@ -278,10 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", default=str(HERE / "config" / "MaskGit.yml"))
     p.add_argument("--load-transformer-ckpt-path", default=None, help="default: the config's")
+    p.add_argument("--vqgan-ckpt", default=None, help="the tokenizer the transformer was trained on (default: the "
+                                                      "config's VQ_CKPT_path)")
     p.add_argument("--mask-funcs", nargs="+", choices=MASK_FUNCS + EXTRA_MASK_FUNCS, default=list(MASK_FUNCS),
                    help=f"schedules to sweep; {', '.join(EXTRA_MASK_FUNCS)} are optional extras of gamma_func")
-    p.add_argument("--total-iters", nargs="+", type=int, default=[1, 2, 4, 8, 12, 16])
-    p.add_argument("--sweet-spots", nargs="+", type=int, default=None,
+    p.add_argument("--total-iters", nargs="+", type=positive_int, default=[1, 2, 4, 8, 12, 16])
+    p.add_argument("--sweet-spots", nargs="+", type=positive_int, default=None,
                    help="also score the prediction after these steps (each run always scores S = T)")
     add_split_args(p)
     p.add_argument("--gt-path", default=str(DEFAULT_DATA_ROOT / "ground_truth"))
@@ -291,15 +303,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score the raw decoder output, the output with the known pixels copied in, or both")
     p.add_argument("--reference", nargs="+", type=reference_fid, default=[], metavar="LABEL=FID",
                    help="FIDs to draw as horizontal lines in fid_vs_T.png (maskgit-baselines prints them)")
-    p.add_argument("--limit", type=int, default=0, help="only the first N test images (0 = all)")
-    p.add_argument("--fid-dims", type=int, default=2048)
-    p.add_argument("--choice-temperature", type=float, default=None, help="confidence noise (default: config's)")
+    p.add_argument("--limit", type=nonnegative_int, default=0, help="only the first N test images (0 = all)")
+    # the feature sizes of pytorch-fid's InceptionV3 (maskgit_kit.scoring.fid.FID_DIMS, imported only by sweep())
+    p.add_argument("--fid-dims", type=int, choices=(64, 192, 768, 2048), default=2048)
+    p.add_argument("--choice-temperature", type=nonnegative_float, default=None,
+                   help="confidence noise (default: config's)")
     p.add_argument("--sampling", choices=("argmax", "categorical"), default="argmax")
     p.add_argument("--prefill", choices=PREFILLS, default="laplace", help="hole fill before tokenizing")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     return p
 
 
@@ -307,9 +321,6 @@ def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     resolve_split(args)
     args.mask_path = args.mask_path or args.test_mask_path
-    bad = [t for t in args.total_iters if t < 1] + [s for s in args.sweet_spots or [] if s < 1]
-    if bad:
-        raise SystemExit(f"--total-iters / --sweet-spots: expected positive step counts, got {bad}")
     keep_freed_memory()  # as inpainting.py does: about 2x faster decoding on a small CPU
     rows = sweep(args)
     print(f"{'schedule':8} {'T':>3} {'S':>3} {'comp':>4} {'FID':>7} {'PSNR':>6} {'SSIM':>6} {'PSNR hole':>9}")

@@ -10,6 +10,7 @@ Why staged: the folders are filled in a staging folder and swapped in only when 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -21,6 +22,40 @@ from maskgit_kit import atomic
 from utils import tensor_to_image
 
 OUTPUT_DIRS = ("test_results", "mask_scheduling", "imga")
+SETTINGS_FILE = "test_results.json"
+
+
+class OutputError(ValueError):
+    """The output folder cannot take the results (found before any work is done)."""
+
+
+def check_output_dir(root, flag: str = "--output-dir") -> Path:
+    """Raise ``OutputError`` naming ``flag`` and the path unless ``root`` can take the outputs: a real folder (or one
+    that can be made) that this user may write, whose ``test_results/``, ``mask_scheduling/``, ``imga/`` are folders
+    and ``test_results.json`` a file where they exist, none of them a symbolic link (the results are swapped in by
+    renaming, so a link would be replaced, not written through). Called before the model is loaded."""
+    root = Path(root)
+    if root.is_symlink():
+        raise OutputError(f"{flag} {root}: is a symbolic link (to {os.readlink(root)}); give the real folder")
+    if root.exists() and not root.is_dir():
+        raise OutputError(f"{flag} {root}: is a file, not a folder")
+    existing = root
+    while not existing.exists():  # a folder to be made: its nearest existing parent must be a writable folder
+        if existing.is_symlink():
+            raise OutputError(f"{flag} {root}: {existing} is a broken symbolic link")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{flag} {root}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"{flag} {root}: {existing} is not writable")
+    for name in (*OUTPUT_DIRS, SETTINGS_FILE):
+        path = root / name
+        if path.is_symlink():
+            raise OutputError(f"{flag} {root}: {name} is a symbolic link (to {os.readlink(path)}); remove it")
+        if path.exists() and path.is_dir() != (name != SETTINGS_FILE):
+            kind = "a folder" if path.is_dir() else "a file"
+            raise OutputError(f"{flag} {root}: {name} is {kind}, expected {'a file' if path.is_dir() else 'a folder'}")
+    return root
 
 
 class InpaintingOutputs:
@@ -33,6 +68,7 @@ class InpaintingOutputs:
         self._staging: Path | None = None
 
     def __enter__(self) -> InpaintingOutputs:
+        check_output_dir(self.root)
         self._replacing = atomic.replacing_dirs(self.root, OUTPUT_DIRS)
         self._staging = self._replacing.__enter__()
         for name in OUTPUT_DIRS:
@@ -58,4 +94,4 @@ class InpaintingOutputs:
 
     def write_settings(self, settings: dict) -> None:
         """``test_results.json`` beside the folders: the flags and settings of this run."""
-        atomic.write_text(self.root / "test_results.json", json.dumps(settings, indent=2, default=str))
+        atomic.write_text(self.root / SETTINGS_FILE, json.dumps(settings, indent=2, default=str))

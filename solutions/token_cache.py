@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
 from maskgit_kit.atomic import torch_save as atomic_torch_save
+from models.checkpoint import tokenizer_identity
 from utils import LoadTrainData
 
 
@@ -45,27 +46,50 @@ def encode_folder(model, dataset: LoadTrainData, device, batch_size: int = 128, 
     return torch.cat(chunks)
 
 
+def _cached_tokens(path: Path, n_images: int, tokenizer: dict | None) -> torch.Tensor | None:
+    """The tokens of a cache file when it is readable, holds ``n_images`` rows and records the same tokenizer (its
+    file's sha256) as ``tokenizer``; else None (the caller rebuilds it). An older cache (a bare tensor, no
+    tokenizer recorded) is rebuilt too."""
+    try:
+        entry = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None  # unreadable (truncated, not a torch file ...)
+    if not isinstance(entry, dict) or not isinstance(entry.get("tokens"), torch.Tensor):
+        return None
+    recorded = entry.get("tokenizer")
+    expected = tokenizer.get("sha256") if tokenizer else None
+    if (recorded or {}).get("sha256") != expected:
+        print(f"warning: {path} was encoded by another tokenizer ({(recorded or {}).get('path')}); re-encoding")
+        return None
+    tokens = entry["tokens"]
+    return tokens if tokens.dim() == 2 and tokens.shape[0] == n_images else None
+
+
 def load_or_build_tokens(model, dataset: LoadTrainData, cache_dir, vqgan_ckpt, device, split: str) -> torch.Tensor:
-    """Return the cached tokens of ``dataset`` for this VQGAN, encoding and caching them if needed."""
+    """Return the cached tokens of ``dataset`` for this VQGAN, encoding and caching them if needed.
+
+    The cache file is ``{"tokens": int16 (M, N), "tokenizer": tokenizer_identity(vqgan_ckpt)}`` (None for a random
+    VQGAN): the key in its name hashes the VQGAN file already, and the recorded identity is checked on load."""
     key = cache_key(dataset.files, vqgan_ckpt)
     path = Path(cache_dir) / f"{split}-{key}.pt"
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None and vqgan_ckpt and Path(vqgan_ckpt).is_file():
+        tokenizer = tokenizer_identity(vqgan_ckpt)
     if path.is_file():
-        try:
-            tokens = torch.load(path, map_location="cpu", weights_only=True)
-            if tokens.shape[0] == len(dataset):
-                return tokens
-        except Exception:
-            pass  # unreadable cache: rebuild it below
+        tokens = _cached_tokens(path, len(dataset), tokenizer)
+        if tokens is not None:
+            return tokens
     tokens = encode_folder(model, dataset, device, desc=f"caching {split} tokens")
-    atomic_torch_save(tokens, path)
+    atomic_torch_save({"tokens": tokens, "tokenizer": tokenizer}, path)
     return tokens
 
 
-def token_loader(tokens: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+def token_loader(tokens: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0,
+                 drop_last: bool = False) -> DataLoader:
     """Batches of int64 token ids (B, N) from an int16 token tensor."""
     gen = torch.Generator().manual_seed(seed)
     return DataLoader(TensorDataset(tokens), batch_size=batch_size, shuffle=shuffle, generator=gen,
-                      collate_fn=lambda rows: torch.stack([r[0] for r in rows]).long())
+                      drop_last=drop_last, collate_fn=lambda rows: torch.stack([r[0] for r in rows]).long())
 
 
 def build_loaders(model, device, train_dir, val_dir, *, batch_size: int, partial: float = 1.0,
@@ -80,11 +104,15 @@ def build_loaders(model, device, train_dir, val_dir, *, batch_size: int, partial
     val_set = LoadTrainData(val_dir, partial=partial)
     if not token_cache:
         gen = torch.Generator().manual_seed(seed)
+        # (issue 16, part C) Both modes batch alike, so --no-token-cache trains on the same batches as the cache:
+        # the same drop_last, and a generator for the validation loader too (without one, each pass would draw
+        # its worker seed from the global RNG, which the training masks use).
         return (DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True, generator=gen,
                            num_workers=num_workers),
-                DataLoader(val_set, batch_size=batch_size, shuffle=False, num_workers=num_workers))
+                DataLoader(val_set, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                           generator=torch.Generator().manual_seed(seed)))
     ckpt = model.cfg.vqgan_ckpt_path
     train_tokens = load_or_build_tokens(model, train_set, cache_dir, ckpt, device, "train")
     val_tokens = load_or_build_tokens(model, val_set, cache_dir, ckpt, device, "val")
-    return (token_loader(train_tokens, batch_size, shuffle=True, seed=seed),
+    return (token_loader(train_tokens, batch_size, shuffle=True, seed=seed, drop_last=True),
             token_loader(val_tokens, batch_size, shuffle=False))

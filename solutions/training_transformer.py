@@ -19,11 +19,11 @@ from tqdm import tqdm
 from command_line import todo_stubs_as_errors, training_parser
 from lr_schedule import warmup_cosine
 from models.checkpoint import CheckpointError
-from models.config import ConfigError, load_maskgit_config
+from models.config import ConfigError, load_maskgit_config, with_tokenizer
 from models.loading import load_maskgit
 from models.VQGAN_Transformer import IGNORE_INDEX, MaskGit
 from token_cache import build_loaders
-from train_state import TrainingRun
+from train_state import TrainingRun, check_batches, rng_untouched
 from utils import DataError, resolve_device
 
 
@@ -151,20 +151,25 @@ class TrainTransformer:
 def train(args) -> list[dict]:
     """The epoch loop: train, validate, log, checkpoint (``train_state.TrainingRun``). Returns the log rows."""
     torch.manual_seed(args.seed)
-    cfg = load_maskgit_config(args.config)
+    cfg = with_tokenizer(load_maskgit_config(args.config), args.vqgan_ckpt)
     device = resolve_device(args.device)
     run = TrainingRun(args.checkpoint_path, resume=args.resume, start_from_epoch=args.start_from_epoch,
                       init_from=args.init_from, overwrite=args.overwrite, flags=vars(args))
     model = load_maskgit(cfg, device, transformer_ckpt=args.init_from)
     if args.init_from is not None:
         print(f"initialised the transformer from {args.init_from} (new optimizer and schedule)")
-    train_loader, val_loader = build_loaders(
-        model, device, args.train_d_path, args.val_d_path, batch_size=args.batch_size, partial=args.partial,
-        token_cache=args.token_cache, cache_dir=args.token_cache_dir, num_workers=args.num_workers, seed=args.seed)
+    with rng_untouched(device):  # so a cold token cache (encoded now) and a warm one give the same run
+        train_loader, val_loader = build_loaders(
+            model, device, args.train_d_path, args.val_d_path, batch_size=args.batch_size, partial=args.partial,
+            token_cache=args.token_cache, cache_dir=args.token_cache_dir, num_workers=args.num_workers,
+            seed=args.seed)
+    check_batches(train_loader, val_loader, batch_size=args.batch_size, partial=args.partial,
+                  train_dir=args.train_d_path, val_dir=args.val_d_path)
     trainer = TrainTransformer(model, learning_rate=args.learning_rate, accum_grad=args.accum_grad,
                                epochs=args.epochs, steps_per_epoch=len(train_loader), warmup_steps=args.warmup_steps,
                                label_smoothing=cfg.label_smoothing, precision=args.precision, device=device)
-    start = run.start(trainer)  # a resumed run: its weights, optimizer, schedule and RNG state
+    # a resumed run: its weights, optimizer, schedule, RNG state and data order (the loader's shuffle generator)
+    start = run.start(trainer, shuffle=train_loader.generator, epochs=args.epochs)
     for epoch in range(start + 1, args.epochs + 1):
         t0 = time.time()
         train_loss = trainer.train_one_epoch(train_loader, epoch)

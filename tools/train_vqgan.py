@@ -43,7 +43,7 @@ utils = REFERENCE.module("utils")
 _checkpoint = REFERENCE.module("models.checkpoint")
 CheckpointError, check_config = _checkpoint.CheckpointError, _checkpoint.check_config
 load_model_weights, read_checkpoint = _checkpoint.load_model_weights, _checkpoint.read_checkpoint
-save_model_checkpoint = _checkpoint.save_model_checkpoint
+save_model_checkpoint, tokenizer_identity = _checkpoint.save_model_checkpoint, _checkpoint.tokenizer_identity
 _config = REFERENCE.module("models.config")
 ConfigError, load_vqgan_config = _config.ConfigError, _config.load_vqgan_config
 VQGAN = REFERENCE.module("models.VQGAN").VQGAN
@@ -244,6 +244,10 @@ def train(args: argparse.Namespace) -> dict:
             raise TrainError(f"{last}: already holds {start_epoch} epochs; raise --epochs to train further")
         print(f"resumed from {last} at epoch {start_epoch}, step {step}, best val PSNR {best_psnr:.2f} dB")
 
+    # what this tokenizer was made from, recorded in every checkpoint's meta: a transformer checkpoint records the
+    # VQGAN file's own identity (models/checkpoint.py tokenizer_identity), this says where that file came from
+    origin = {"data_root": str(Path(args.data_root).resolve()), "train_images": len(train_loader.dataset),
+              "init_from_sha256": tokenizer_identity(args.init_from)["sha256"] if args.init_from else None}
     total_steps = args.epochs * len(train_loader)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"VQGAN {n_params / 1e6:.2f}M parameters on {device}; {len(train_loader.dataset)} train images, "
@@ -321,7 +325,7 @@ def train(args: argparse.Namespace) -> dict:
         meta = {"epoch": epoch, "step": step, "val_psnr": val["psnr"], "val_l1": val["l1"],
                 "val_distinct_codes": val["distinct_codes"], "val_perplexity": val["perplexity"],
                 "train_seconds": elapsed, "seed": args.seed, "command": " ".join(sys.argv),
-                "init_from": args.init_from, "decoder_only": args.decoder_only}
+                "init_from": args.init_from, "decoder_only": args.decoder_only, **origin}
         if improved:
             best_psnr = val["psnr"]
             save_model_checkpoint(folder / "best.pt", "vqgan", cfg, model, half=True, meta=meta)

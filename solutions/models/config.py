@@ -159,6 +159,17 @@ def load_maskgit_config(path: str | Path) -> MaskGitConfig:
     return cfg
 
 
+def with_tokenizer(cfg: MaskGitConfig, vqgan_ckpt: str | Path | None) -> MaskGitConfig:
+    """``cfg`` with the VQGAN checkpoint of a script's ``--vqgan-ckpt`` flag (None: the config's VQ_CKPT_path).
+
+    Every script that needs the tokenizer takes this flag, so a course that trained its own VQGAN (on its own
+    photos) never falls back on the config's Fashion VQGAN by accident. The file must fit the config's VQGAN
+    architecture (``VQ_config_path``); ``load_vqgan`` checks that."""
+    if vqgan_ckpt is None:
+        return cfg
+    return dataclasses.replace(cfg, vqgan_ckpt_path=str(Path(vqgan_ckpt).resolve()))
+
+
 @dataclass
 class _TopLevel:
     """The top-level keys of ``model_param`` as the YAML spells them."""
