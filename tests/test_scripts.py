@@ -88,8 +88,7 @@ def test_inpainting_writes_outputs_in_order_and_deterministically(tiny_setup, tm
     inpainting.main(inpaint_args(tiny_setup, out, "--total-iter", "4"))
     assert np.array_equal(read_all(), first)  # same seed, same images
     inpainting.main(inpaint_args(tiny_setup, out, "--total-iter", "4", "--batch-size", "5"))
-    # batching changes no token; the decoder's float rounding may move a pixel by one level
-    assert np.abs(read_all().astype(int) - first).max() <= 1
+    assert np.array_equal(read_all(), first)  # batching changes no pixel on the CPU (decoding.batch_padding)
 
 
 def test_composite_keeps_known_pixels(tiny_setup, tmp_path):

@@ -110,6 +110,12 @@ def test_the_token_cache_never_changes_the_result(tiny_setup):
     training_transformer.main(train_args(tiny_setup, "uncached", "--epochs", "1", "--no-token-cache"))
     assert log_losses(root / "uncached") == log_losses(root / "cold")
     assert_same_state(root / "uncached", root / "cold")
+    # under bf16 too: the frozen VQGAN encodes in fp32 inside MaskGit.forward, as the cache does
+    training_transformer.main(train_args(tiny_setup, "cold16", "--epochs", "1", "--precision", "bf16"))
+    training_transformer.main(train_args(tiny_setup, "uncached16", "--epochs", "1", "--precision", "bf16",
+                                         "--no-token-cache"))
+    assert log_losses(root / "uncached16") == log_losses(root / "cold16")
+    assert_same_state(root / "uncached16", root / "cold16")
     training_transformer.main(train_args(tiny_setup, "seed1", "--epochs", "1", "--seed", "1"))
     first = torch.load(root / "cold" / "last.pt", weights_only=True)["state_dict"]
     other = torch.load(root / "seed1" / "last.pt", weights_only=True)["state_dict"]

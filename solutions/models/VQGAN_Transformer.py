@@ -158,7 +158,8 @@ class MaskGit(nn.Module):
           - target: int64 (B, N), the original token id at masked positions and ``IGNORE_INDEX`` (-100)
             at unmasked ones, so ``F.cross_entropy(..., ignore_index=IGNORE_INDEX)`` scores masked tokens only.
         """
-        z_indices = x if not torch.is_floating_point(x) else self.encode_to_z(x)[1]
+        with torch.autocast(x.device.type, enabled=False):  # the frozen VQGAN in fp32, as the token cache encodes
+            z_indices = x if not torch.is_floating_point(x) else self.encode_to_z(x)[1]
         # BEGIN SOLUTION TODO2: forward: mask the tokens, run the transformer, build the targets
         masked_indices, mask = self.mask_tokens(z_indices, ratio)
         logits = self.transformer(masked_indices)
