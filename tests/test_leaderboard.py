@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 from PIL import Image
-from test_score import make_benchmark, noisy, write_folder
+from test_score import PixelFeatures, make_benchmark, noisy, write_folder
 
 from maskgit_kit.scoring import fid as fidmod
 from maskgit_kit.scoring import leaderboard
@@ -147,3 +147,107 @@ def test_cli_exit_codes(klass, tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0 and "scored 3, reused 0 from cache, 3 invalid" in out
     assert all((tmp_path / "o" / name).is_file() for name in leaderboard.OUTPUTS)
+
+
+# ---------------------------------------------------------------------------------------------------
+# intervals, KID and statistical ties; saving each score as it finishes; damaged score-cache entries
+# (the stand-in pixel features keep these to a second or two)
+# ---------------------------------------------------------------------------------------------------
+
+def fast_build(klass, out="out", **kw):
+    logs = []
+    run = leaderboard.build_leaderboard(klass["subs"], klass["root"] / out, PixelFeatures(), klass["gt"],
+                                        klass["masks"], klass["root"] / "cache", log=logs.append, **kw)
+    return run, logs
+
+
+def test_outputs_show_the_interval_kid_and_the_tie_rule(klass):
+    run, _ = fast_build(klass)
+    for e in run.ranked:
+        lo, hi = e.result["fid_ci"]
+        assert lo <= e.result["fid"] <= hi and "mean" in e.result["kid"]
+    out = klass["root"] / "out"
+    md = (out / "leaderboard.md").read_text()
+    assert "FID 95 % interval" in md and "KID x 1000" in md and leaderboard.TIE_RULE in md
+    assert "FID 29.9 against each other" in md
+    board = json.loads((out / "leaderboard.json").read_text())
+    assert all(len(s["fid_ci"]) == 2 and "std" in s["kid"] and "tied_with_above" in s for s in board["students"])
+    assert board["settings"]["tie_rule"] == leaderboard.TIE_RULE
+    rows = list(csv.DictReader((out / "leaderboard.csv").open()))
+    assert all(float(r["fid_lo"]) <= float(r["fid"]) <= float(r["fid_hi"]) for r in rows if r["status"] == "ranked")
+    assert "FID 95 % interval" in (out / "leaderboard.html").read_text()
+
+
+def _fake_result(fid, replicates, seed=0):
+    return {"fid": fid, "fid_resamples": {"method": "half-sampling", "seed": seed, "n": 100,
+                                          "replicates": list(replicates)}}
+
+
+def test_statistically_tied_students_are_marked_and_told_apart_ones_are_not():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 1.0, 200)  # resampling noise shared by everyone (the same halves of the images)
+    entries = [leaderboard.Entry(name, leaderboard.Path(name), result=_fake_result(fid, reps))
+               for name, fid, reps in [
+                   ("ann", 30.0, 40 + noise),
+                   ("ben", 30.2, 40.2 + noise + rng.normal(0, 1.0, 200)),   # 0.2 apart, noise 1: tied
+                   ("cat", 36.0, 46 + noise + rng.normal(0, 0.3, 200)),     # 6 apart: significant
+                   ("dan", 36.0, 46 + noise + rng.normal(0, 0.3, 200)),     # exactly equal FID: same rank, tied
+               ]]
+    leaderboard.rank_entries(entries)
+    got = {e.name: (e.rank, e.tied) for e in entries}
+    assert got == {"ann": (1, False), "ben": (2, True), "cat": (3, False), "dan": (3, True)}
+    assert [leaderboard._rank_cell(e) for e in entries] == ["1", "2 ≈", "3", "3 ≈"]
+    # replicates drawn with another seed are not paired: no tie claimed
+    assert not leaderboard.tied_with(_fake_result(30.2, 40.2 + noise, seed=1), _fake_result(30.0, 40 + noise))
+    assert not leaderboard.tied_with({"fid": 30.2}, _fake_result(30.0, 40 + noise))
+
+
+def test_each_score_is_saved_as_it_finishes_and_a_rerun_reuses_them(klass, monkeypatch):
+    for i in range(4):  # 7 valid folders in all
+        write_folder(klass["subs"] / f"extra{i}", noisy(klass["images"], 5 + 3 * i, seed=10 + i))
+    real = leaderboard.score_folder
+    calls = []
+
+    def stop_after_four(*args, **kwargs):
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # Ctrl-C during the fifth
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(leaderboard, "score_folder", stop_after_four)
+    with pytest.raises(KeyboardInterrupt):
+        fast_build(klass)
+    assert len(list((klass["root"] / "cache" / "scores").glob("*.json"))) == 4
+    monkeypatch.setattr(leaderboard, "score_folder", real)
+    run, _ = fast_build(klass)
+    assert sorted(run.reused) == sorted(p.name for p in calls) and len(run.scored) == 3
+    assert len(run.ranked) == 7
+
+
+@pytest.mark.parametrize("damage,reason", [
+    (lambda text: text[: len(text) // 2], "not JSON"),
+    (lambda text: "", "not JSON"),
+    (lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "ssim"}), "missing ssim"),
+    (lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "kid"}), "missing kid"),
+    (lambda text: json.dumps([1, 2]), "missing fid"),
+    (lambda text: json.dumps({**json.loads(text), "fid": "low"}), "no numeric FID"),
+])
+def test_a_damaged_score_cache_entry_is_ignored_with_a_warning_and_rescored(klass, capsys, damage, reason):
+    first, _ = fast_build(klass)
+    bob = next(e for e in first.entries if e.name == "bob")
+    path = klass["root"] / "cache" / "scores" / f"{bob.key}.json"
+    path.write_text(damage(path.read_text()))
+    capsys.readouterr()
+    second, _ = fast_build(klass)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert second.scored == ["bob"] and sorted(second.reused) == ["alice", "carol"]
+    assert len(err) == 1 and err[0].startswith(f"warning: {path}: damaged score-cache entry") and reason in err[0]
+    assert json.loads(path.read_text())["fid"] == pytest.approx(bob.result["fid"])  # rewritten whole
+
+
+def test_no_uncertainty_scores_are_cached_apart(klass):
+    run, _ = fast_build(klass, uncertainty=None)
+    assert all("fid_ci" not in e.result for e in run.ranked)
+    assert "FID 95 % interval" in (klass["root"] / "out" / "leaderboard.md").read_text()  # the column, with "-"
+    again, _ = fast_build(klass)  # with the statistics: not served the plain entries
+    assert sorted(again.scored) == ["alice", "bob", "carol"] and all("fid_ci" in e.result for e in again.ranked)

@@ -63,6 +63,21 @@ def make_benchmark(root, n=12, size=SIZE):
     return gt, masks, images
 
 
+class PixelFeatures:
+    """Instant, deterministic stand-in for InceptionFeatures: 4x4 average-pooled RGB (48-d)."""
+
+    dims = 48
+    precision = "fp32"
+    id = "pixels-for-tests"
+
+    def load(self):
+        return None
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        n, h, w, c = images.shape
+        return images.reshape(n, 4, h // 4, 4, w // 4, c).mean(axis=(2, 4)).reshape(n, -1) / 255.0
+
+
 @pytest.fixture
 def bench(tmp_path):
     gt, masks, images = make_benchmark(tmp_path / "bench")
@@ -263,3 +278,123 @@ def test_cli_prints_table_and_writes_json(bench, tmp_path, capsys):
         assert key in result
     assert result["n"] == 12 and result["fid_dims"] == 64
     assert f"{result['fid']:.2f}" in text and "hole only" in text and "points:" in text and "time:" in text
+
+
+# ---------------------------------------------------------------------------------------------------
+# damaged FID-statistics cache: detected, reported in one line naming the file, rebuilt
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def stats_cache(bench, tmp_path):
+    """A freshly written cache entry for the bench's ground truth (stand-in features) and a way to reread it."""
+    files = sorted(bench["gt"].glob("image_*.png"))
+    cache = tmp_path / "cache"
+    feats = PixelFeatures()
+
+    def read():
+        return fidmod.reference_statistics(files, bench["images"], feats, cache)
+
+    first, _, cached = read()
+    assert not cached and first.features.dtype == np.float32 and first.features.shape == (12, 48)
+    (path,) = (cache / "fid_stats").glob("*.npz")
+    return {"read": read, "path": path, "good": first, "bytes": path.read_bytes()}
+
+
+def _same(a, b):
+    return np.array_equal(a.mu, b.mu) and np.array_equal(a.sigma, b.sigma) and np.array_equal(a.features, b.features)
+
+
+def _assert_rebuilt(stats_cache, capsys, reason):
+    stats, _, cached = stats_cache["read"]()
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert not cached and _same(stats, stats_cache["good"])
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {stats_cache['path']}: damaged FID-statistics cache")
+    assert reason in lines[0], lines[0]
+    again, _, cached = stats_cache["read"]()  # the rebuilt entry is good again
+    assert cached and _same(again, stats_cache["good"]) and capsys.readouterr().err == ""
+
+
+def test_statistics_cache_entry_is_reused_with_its_features(stats_cache, capsys):
+    stats, _, cached = stats_cache["read"]()
+    assert cached and _same(stats, stats_cache["good"]) and capsys.readouterr().err == ""
+    assert stats.mu.dtype == np.float64 and stats.sigma.dtype == np.float64  # from the float64 features: FID as before
+
+
+@pytest.mark.parametrize("damage,reason", [
+    (lambda data: data[: len(data) // 2], "unreadable"),                 # truncated
+    (lambda data: b"", "unreadable"),                                    # zero bytes
+    (lambda data: b"this is not a zip file" * 10, "unreadable"),         # garbage
+    (lambda data: data[:-200], "unreadable"),                            # end of the zip directory cut off
+])
+def test_truncated_empty_or_garbage_cache_is_rebuilt(stats_cache, capsys, damage, reason):
+    stats_cache["path"].write_bytes(damage(stats_cache["bytes"]))
+    _assert_rebuilt(stats_cache, capsys, reason)
+
+
+def test_every_bit_flip_is_either_harmless_or_detected_and_rebuilt(stats_cache, capsys):
+    data = stats_cache["bytes"]
+    detected = 0
+    for pos in range(0, len(data), 53):
+        flipped = bytearray(data)
+        flipped[pos] ^= 1 << (pos % 8)
+        stats_cache["path"].write_bytes(bytes(flipped))
+        stats, _, cached = stats_cache["read"]()
+        err = capsys.readouterr().err
+        assert _same(stats, stats_cache["good"]), f"byte {pos}: wrong statistics served"
+        if cached:
+            assert err == ""  # the flip hit a part of the zip that carries no data
+        else:
+            detected += 1
+            assert err.count("\n") == 1 and str(stats_cache["path"]) in err
+    assert detected > 0.9 * len(range(0, len(data), 53))  # the array data (CRC-checked) is most of the file
+
+
+@pytest.mark.parametrize("arrays,reason", [
+    ({"mu": np.zeros(47), "sigma": np.eye(48), "n": np.int64(12), "features": np.zeros((12, 48), np.float32)},
+     "mu has shape (47,)"),
+    ({"mu": np.zeros(48), "sigma": np.eye(47), "n": np.int64(12), "features": np.zeros((12, 48), np.float32)},
+     "sigma has shape (47, 47)"),
+    ({"mu": np.zeros(48), "sigma": np.eye(48), "n": np.int64(12), "features": np.zeros((11, 48), np.float32)},
+     "features has shape (11, 48)"),
+    ({"mu": np.zeros(48), "sigma": np.full((48, 48), np.nan), "n": np.int64(12),
+      "features": np.zeros((12, 48), np.float32)}, "sigma is not finite"),
+    ({"mu": np.ones(48), "sigma": np.eye(48), "n": np.int64(12), "features": np.zeros((12, 48), np.float32)},
+     "mu is not the mean"),
+    ({"mu": np.zeros(48), "sigma": np.eye(48), "n": np.int64(12)}, "missing features"),  # a version-1 entry
+    ({"mu": np.zeros(48), "sigma": np.eye(48), "n": np.zeros(3), "features": np.zeros((12, 48), np.float32)},
+     "unreadable"),
+])
+def test_cache_with_wrong_shapes_nan_or_missing_arrays_is_rebuilt(stats_cache, capsys, arrays, reason):
+    np.savez(stats_cache["path"], **arrays)
+    _assert_rebuilt(stats_cache, capsys, reason)
+
+
+def test_cache_with_nan_features_is_rebuilt(stats_cache, capsys):
+    good = stats_cache["good"]
+    features = good.features.copy()
+    features[3, 7] = np.nan
+    np.savez(stats_cache["path"], mu=good.mu, sigma=good.sigma, n=np.int64(12), features=features)
+    _assert_rebuilt(stats_cache, capsys, "features is not finite")
+
+
+# ---------------------------------------------------------------------------------------------------
+# the interval, KID and precision/recall in the result, the table and the JSON
+# ---------------------------------------------------------------------------------------------------
+
+def test_score_result_has_interval_kid_and_prdc_and_the_flag_leaves_them_out(bench, tmp_path):
+    pred = write_folder(tmp_path / "pred", noisy(bench["images"], 10))
+    args = (pred, bench["gt"], bench["masks"], PixelFeatures(), tmp_path / "cache")
+    result = score.run_score(*args)
+    lo, hi = result["fid_ci"]
+    assert lo <= result["fid"] <= hi and lo < hi
+    assert result["kid"]["subset_size"] == 6 and result["kid"]["std"] > 0
+    assert set(result["prdc"]) == {"precision", "recall", "density", "coverage", "nearest_k"}
+    assert len(result["fid_resamples"]["replicates"]) == 200 and result["uncertainty"]["method"] == "half-sampling"
+    text = score.format_result(result)
+    assert f"{lo:.2f} .. {hi:.2f}" in text and "KID (x 1000)" in text and "coverage (k=5)" in text
+    assert "FID 29.9 against each other" in text
+    json.dumps(result, allow_nan=False)  # strict JSON
+    plain = score.run_score(*args, uncertainty=None)
+    assert plain["fid"] == result["fid"] and not {"fid_ci", "kid", "prdc"} & set(plain)
+    assert "% interval" not in score.format_result(plain) and "KID" not in score.format_result(plain)

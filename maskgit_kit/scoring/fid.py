@@ -12,12 +12,21 @@
   computes the same formula with the trace term from a symmetric eigenproblem (below), well under a
   second for the 747-image test split; tests check that both agree.
 - Ground-truth statistics are cached in ``<cache>/fid_stats/<key>.npz``; the key hashes the ground-truth
-  files' bytes, the feature settings and the weights file, so a changed set is never served stale.
+  files' bytes, the feature settings and the weights file, so a changed set is never served stale. The entry
+  holds mu and sigma (from the float64 features, so FID is unchanged) and the features themselves (float32),
+  which KID, the FID interval and precision/recall need (``uncertainty.py``). An entry that cannot be read
+  (truncated, zero bytes, flipped bits, not a zip), or whose arrays are missing, of the wrong shape, not finite
+  or inconsistent, is discarded with a one-line warning naming the file and rebuilt.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import struct
+import sys
+import tokenize
+import zipfile
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -34,7 +43,7 @@ from .. import atomic
 FID_DIMS = tuple(sorted(InceptionV3.BLOCK_INDEX_BY_DIM))  # (64, 192, 768, 2048)
 PRECISIONS = ("fp32", "bf16")
 BACKENDS = ("fast", "pytorch-fid")
-CACHE_VERSION = 1  # bump when the way statistics are computed changes
+CACHE_VERSION = 2  # bump when the way statistics are computed or cached changes (2: features cached)
 WEIGHTS_NAME = Path(FID_WEIGHTS_URL).name
 
 
@@ -143,9 +152,18 @@ class InceptionFeatures:
     def load(self) -> torch.nn.Module:
         """Build the model (once). Resizing and scaling are done by ``__call__`` in fp32, see there."""
         if self._model is None:
-            self.weights  # noqa: B018 - make sure the file is in place before pytorch-fid looks for it
-            model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[self.dims]], resize_input=False,
-                                normalize_input=False)
+            # pytorch-fid's own loader unpickles the hub file with weights_only=False: read it here with
+            # weights_only=True and build pytorch-fid's model on that state dict instead (maskgit_kit.fid_weights)
+            from ..fid_weights import FidWeightsError, build_feature_model, load_weights_file
+
+            try:
+                model = build_feature_model(load_weights_file(self.weights),
+                                            [InceptionV3.BLOCK_INDEX_BY_DIM[self.dims]], resize_input=False,
+                                            normalize_input=False)
+            except (FidWeightsError, RuntimeError) as exc:  # RuntimeError: load_state_dict's own refusal
+                msg = str(exc) if str(self.weights) in str(exc) else f"{self.weights}: {exc}"
+                raise FidUnavailable(f"{msg}. Replace it: delete it and run python -m maskgit_kit.fid_weights") \
+                    from None
             model = fold_batchnorm(model.eval()).to(self.device)
             if self.precision == "bf16":
                 model = model.to(torch.bfloat16)
@@ -184,13 +202,15 @@ class Statistics:
     mu: np.ndarray     # float64 (dims,)
     sigma: np.ndarray  # float64 (dims, dims)
     n: int
+    features: np.ndarray | None = None  # float32 (n, dims): what KID and precision/recall need
 
 
-def statistics(acts: np.ndarray) -> Statistics:
+def statistics(acts: np.ndarray, keep_features: bool = False) -> Statistics:
     """Mean and covariance as pytorch-fid's ``calculate_activation_statistics`` computes them."""
     if len(acts) < 2:
         raise ValueError(f"FID needs at least 2 images, got {len(acts)}")
-    return Statistics(np.mean(acts, axis=0), np.cov(acts, rowvar=False), len(acts))
+    return Statistics(np.mean(acts, axis=0), np.cov(acts, rowvar=False), len(acts),
+                      np.asarray(acts, np.float32) if keep_features else None)
 
 
 def trace_sqrt_product(sigma1: np.ndarray, acts2: np.ndarray) -> float:
@@ -234,23 +254,59 @@ def reference_key(gt_files: list[Path], features: InceptionFeatures) -> str:
     return h.hexdigest()[:32]
 
 
+def warn(message: str) -> None:
+    """One line on stderr: a problem that the kit repaired by itself (a damaged cache entry)."""
+    print(f"warning: {' '.join(message.split())}", file=sys.stderr)
+
+
+# what a damaged .npz can raise from np.load or from reading one of its arrays (a flipped bit in an array's
+# header reaches numpy's header parser: SyntaxError, tokenize.TokenError; in its shape: a huge allocation)
+CACHE_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, zlib.error,
+                     SyntaxError, tokenize.TokenError, struct.error, OverflowError, MemoryError)
+
+
+def read_cached_statistics(path: Path, dims: int, n: int) -> Statistics:
+    """The statistics stored at ``path``; ``ValueError`` saying what is wrong when the entry cannot be used."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = {"mu", "sigma", "n", "features"} - set(f.files)
+            if missing:
+                raise ValueError(f"missing {', '.join(sorted(missing))}")
+            stats = Statistics(f["mu"], f["sigma"], int(f["n"]), f["features"])
+    except CACHE_READ_ERRORS as exc:
+        raise ValueError(f"unreadable ({type(exc).__name__}: {exc})") from None
+    shapes = {"mu": (stats.mu.shape, (dims,)), "sigma": (stats.sigma.shape, (dims, dims)),
+              "features": (stats.features.shape, (n, dims))}
+    for name, (got, want) in shapes.items():
+        if got != want:
+            raise ValueError(f"{name} has shape {got}, expected {want}")
+    if stats.n != n:
+        raise ValueError(f"n = {stats.n}, expected {n}")
+    for name in ("mu", "sigma", "features"):
+        if not np.isfinite(getattr(stats, name)).all():
+            raise ValueError(f"{name} is not finite")
+    # the parts must belong together: mu is the mean of the stored features (float32 rounding apart)
+    scale = float(np.abs(stats.mu).max()) + 1e-6
+    if np.abs(stats.features.mean(axis=0, dtype=np.float64) - stats.mu).max() > 1e-4 * scale:
+        raise ValueError("mu is not the mean of the stored features")
+    return stats
+
+
 def reference_statistics(gt_files: list[Path], images: np.ndarray, features: InceptionFeatures,
                          cache_dir: str | Path | None) -> tuple[Statistics, str, bool]:
     """Statistics of the ground truth, from ``cache_dir/fid_stats`` when present: (stats, key, was_cached).
 
-    ``cache_dir=None`` disables the cache. A corrupt cache file is recomputed and replaced.
+    ``cache_dir=None`` disables the cache. A damaged cache file (``read_cached_statistics``) is reported in one
+    line, recomputed and replaced. The statistics carry the ground truth's features (float32).
     """
     key = reference_key(gt_files, features)
     path = Path(cache_dir) / "fid_stats" / f"{key}.npz" if cache_dir is not None else None
     if path is not None and path.is_file():
         try:
-            with np.load(path) as f:
-                stats = Statistics(f["mu"], f["sigma"], int(f["n"]))
-            if stats.mu.shape == (features.dims,) and stats.sigma.shape == (features.dims, features.dims):
-                return stats, key, True
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable or truncated: fall through and rewrite it
-    stats = statistics(features(images))
+            return read_cached_statistics(path, features.dims, len(gt_files)), key, True
+        except ValueError as exc:
+            warn(f"{path}: damaged FID-statistics cache ({exc}); discarded, recomputing it")
+    stats = statistics(features(images), keep_features=True)
     if path is not None:
-        atomic.savez(path, mu=stats.mu, sigma=stats.sigma, n=np.int64(stats.n))
+        atomic.savez(path, mu=stats.mu, sigma=stats.sigma, n=np.int64(stats.n), features=stats.features)
     return stats, key, False

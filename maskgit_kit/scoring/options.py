@@ -10,6 +10,7 @@ import torch
 from ..device import resolve_device
 from ..paths import DEFAULT_CACHE_DIR, DEFAULT_GT_PATH, DEFAULT_MASK_PATH
 from .fid import BACKENDS, FID_DIMS, PRECISIONS, InceptionFeatures
+from .uncertainty import UncertaintySettings
 
 
 def add_scoring_args(parser: argparse.ArgumentParser) -> None:
@@ -46,3 +47,22 @@ def make_features(args: argparse.Namespace) -> InceptionFeatures:
         return InceptionFeatures(args.dims, resolve_device(args.device), args.precision, args.batch_size)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
+
+
+def add_uncertainty_args(parser: argparse.ArgumentParser, replicates: int = UncertaintySettings.replicates) -> None:
+    """The FID interval / KID / precision-recall options (score.py, leaderboard.py, compare.py)."""
+    parser.add_argument("--no-uncertainty", action="store_true",
+                        help="skip the FID interval, KID and precision/recall (about 10 s for 747 images)")
+    parser.add_argument("--replicates", type=int, default=replicates,
+                        help="half-samples behind the FID interval (and the paired comparisons)")
+    parser.add_argument("--seed", type=int, default=UncertaintySettings.seed,
+                        help="seed of the half-samples and KID subsets (the same for every folder: paired)")
+
+
+def uncertainty_settings(args: argparse.Namespace) -> UncertaintySettings | None:
+    """The settings the options ask for, or None with ``--no-uncertainty``; a bad count is one clear error."""
+    if getattr(args, "no_uncertainty", False):
+        return None
+    if args.replicates < 10:
+        raise SystemExit(f"--replicates {args.replicates}: expected at least 10")
+    return UncertaintySettings(replicates=args.replicates, seed=args.seed)

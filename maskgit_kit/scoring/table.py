@@ -9,6 +9,18 @@ METRIC_COLUMNS = (("fid", "FID", ".2f"), ("psnr", "PSNR", ".2f"), ("ssim", "SSIM
                   ("psnr_hole", "PSNR hole", ".2f"), ("ssim_hole", "SSIM hole", ".4f"), ("points", "points", "d"))
 
 
+def interval_cell(result: dict[str, Any], spec: str = ".2f") -> str:
+    """``lo .. hi`` of a result's FID interval, ``-`` when it was not computed."""
+    ci = result.get("fid_ci")
+    return f"{ci[0]:{spec}} .. {ci[1]:{spec}}" if ci else "-"
+
+
+def kid_cell(result: dict[str, Any]) -> str:
+    """KID x 1000 as ``mean +- std``, ``-`` when it was not computed."""
+    kid = result.get("kid")
+    return f"{1000 * kid['mean']:.2f} +- {1000 * kid['std']:.2f}" if kid else "-"
+
+
 def fmt(value: Any, spec: str = "") -> str:
     """``value`` formatted with ``spec``; ``-`` for None/NaN (a metric that does not apply)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
