@@ -64,3 +64,5 @@ def test_cli_prints_and_writes_json_and_rejects_a_bad_folder_first(bench, tmp_pa
     assert rc == 1 and "image_007.png" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="--replicates 3"):
         compare.main([str(a), str(a), *common, "--replicates", "3"])
+    with pytest.raises(SystemExit, match="--seed -1: expected a non-negative integer"):
+        compare.main([str(a), str(a), *common, "--seed", "-1"])

@@ -211,7 +211,8 @@ def test_missing_data_folder_is_one_line_error(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flag,value", [("--epochs", "0"), ("--partial", "1.5"), ("--learning-rate", "0"),
-                                        ("--batch-size", "-1")])
+                                        ("--batch-size", "-1"), ("--learning-rate", "nan"), ("--learning-rate", "inf"),
+                                        ("--disc-weight", "nan"), ("--l2-weight", "inf"), ("--warmup-steps", "-1")])
 def test_bad_flags_are_refused(flag, value, capsys):
     with pytest.raises(SystemExit) as exc:
         train_vqgan.main([flag, value])

@@ -115,10 +115,10 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
                     "threads": args.threads, "num-workers": args.num_workers, "l2-weight": args.l2_weight,
                     "disc-weight": args.disc_weight}
     for flag, value in non_negative.items():
-        if value < 0:
-            parser.error(f"--{flag} must be >= 0, got {value}")
-    if not args.learning_rate > 0:
-        parser.error(f"--learning-rate must be > 0, got {args.learning_rate}")
+        if not 0 <= value < math.inf:  # NaN and inf fail too
+            parser.error(f"--{flag} must be a finite number >= 0, got {value}")
+    if not math.isfinite(args.learning_rate) or not args.learning_rate > 0:
+        parser.error(f"--learning-rate must be a finite number > 0, got {args.learning_rate}")
     if not 0 < args.partial <= 1:
         parser.error(f"--partial must be in (0, 1], got {args.partial}")
     if args.disc_channels < 1:

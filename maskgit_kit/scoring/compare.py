@@ -27,7 +27,7 @@ import numpy as np
 from ..atomic import write_json
 from ..paths import DEFAULT_CACHE_DIR, DEFAULT_GT_PATH, DEFAULT_MASK_PATH
 from .fid import FidUnavailable, InceptionFeatures, frechet_distance
-from .options import add_scoring_args, make_features
+from .options import add_scoring_args, make_features, uncertainty_settings
 from .scorer import prepare_reference
 from .uncertainty import (
     LEVEL,
@@ -124,13 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.replicates < 10:
-        raise SystemExit(f"--replicates {args.replicates}: expected at least 10")
+    settings = uncertainty_settings(args)  # a bad count or seed: one clear error before any work
     try:
         features = make_features(args)
         result = run_compare(args.a, args.b, args.gt_path, args.mask_path, features,
                              None if args.no_cache else args.cache_dir, args.fid_backend,
-                             UncertaintySettings(replicates=args.replicates, seed=args.seed))
+                             settings)
     except SubmissionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -65,4 +65,6 @@ def uncertainty_settings(args: argparse.Namespace) -> UncertaintySettings | None
         return None
     if args.replicates < 10:
         raise SystemExit(f"--replicates {args.replicates}: expected at least 10")
+    if args.seed < 0:
+        raise SystemExit(f"--seed {args.seed}: expected a non-negative integer")
     return UncertaintySettings(replicates=args.replicates, seed=args.seed)
