@@ -143,7 +143,7 @@ def inpainting_parser() -> argparse.ArgumentParser:
 def add_split_args(p: argparse.ArgumentParser) -> None:
     """The test split by name, or its two folders by path (paths win)."""
     p.add_argument("--split", choices=list(SPLITS), default="strokes",
-                   help="named test split: " + "; ".join(f"{k}: {v}" for k, v in SPLITS.items()))
+                   help="named test split: " + "; ".join(f"{k}: {v}" for k, v in SPLITS.items()).replace("%", "%%"))
     p.add_argument("--test-maskedimage-path", default=None, help="masked test images (default: the split's)")
     p.add_argument("--test-mask-path", default=None, help="test masks, 0 = hole (default: the split's)")
 
