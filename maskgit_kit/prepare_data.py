@@ -20,7 +20,12 @@ Layout written under ``--out`` (the one ``solutions/utils.py`` reads)::
     ground_truth/image_000.png ...   unmasked test images
     mask64/mask_000.png ...          8-bit L masks, 0 = hole, 255 = known
     masked_image/image_000.png ...   test images with holes painted exactly (128, 128, 128)
-    meta.json, README.md             provenance: source, seed, counts, mask coverage
+    meta.json, README.md             provenance: source, seed, counts, mask coverage, class labels
+
+Class labels (for class-conditional MaskGIT and the generation classifier): Fashion-MNIST's ten labels, or, for
+a folder whose images all lie in first-level sub-folders, one class per sub-folder (sorted names). ``meta.json``
+holds ``classes`` (the names, id = position) and ``splits.<split>.labels``: one id per image, in file order
+(``train/00000.png`` is entry 0; ``image_{i:03d}.png`` of every test folder is entry i).
 
 Everything is a deterministic function of the source and ``--seed``: the split selection does not depend
 on which splits are generated, and mask ``i`` depends only on (seed, i). Each split is written to a
@@ -59,6 +64,9 @@ TEST_DIRS = ("ground_truth", "mask64", "masked_image")
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 DEBIAN_FASHION_COPYRIGHT = Path("/usr/share/doc/dataset-fashion-mnist/copyright")
 FASHION_FILES = {"train": "train-images-idx3-ubyte.gz", "test": "t10k-images-idx3-ubyte.gz"}
+FASHION_LABEL_FILES = {"train": "train-labels-idx1-ubyte.gz", "test": "t10k-labels-idx1-ubyte.gz"}
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
 FASHION_DEFAULT_COUNTS = {"train": 12000, "val": 3000, "test": 747}
 DEFAULT_DOWNLOAD_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "torchvision-datasets"
 
@@ -120,29 +128,56 @@ def read_idx_images(path: str | Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(n, h, w)
 
 
+def read_idx_labels(path: str | Path, n_images: int) -> np.ndarray:
+    """Labels of an MNIST-style ``idx1-ubyte`` file (optionally gzipped) as uint8 (N,), checked against the images."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:
+        raise PrepareError(f"{path}: cannot read idx file ({exc})") from None
+    if len(raw) < 8 or raw[:4] != b"\x00\x00\x08\x01":
+        raise PrepareError(f"{path}: not an idx1-ubyte label file (magic {raw[:4].hex()!r}, expected 00000801)")
+    n = int.from_bytes(raw[4:8], "big")
+    if len(raw) != 8 + n or n != n_images:
+        raise PrepareError(f"{path}: holds {len(raw) - 8} labels (header {n}); its images file has {n_images}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=8)
+
+
 def load_fashion_mnist(source_dir: str | Path = DEBIAN_FASHION_DIR,
-                       download_root: str | Path = DEFAULT_DOWNLOAD_ROOT) -> tuple[dict[str, np.ndarray], str]:
-    """{'train': (60000,28,28), 'test': (10000,28,28)} uint8 and a description of where they came from.
+                       download_root: str | Path = DEFAULT_DOWNLOAD_ROOT
+                       ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None, str]:
+    """Images {'train': (60000,28,28), 'test': (10000,28,28)} uint8, their labels {'train': (60000,), ...} (None
+    when the label files are missing) and a description of where they came from.
 
     Debian's files are preferred (offline); torchvision's download is the fallback where they are absent.
     """
     source_dir = Path(source_dir)
     paths = {k: source_dir / v for k, v in FASHION_FILES.items()}
     if all(p.is_file() for p in paths.values()):
-        return {k: read_idx_images(p) for k, p in paths.items()}, str(source_dir)
+        arrays = {k: read_idx_images(p) for k, p in paths.items()}
+        label_paths = {k: source_dir / v for k, v in FASHION_LABEL_FILES.items()}
+        labels = None
+        if all(p.is_file() for p in label_paths.values()):
+            labels = {k: read_idx_labels(p, len(arrays[k])) for k, p in label_paths.items()}
+        else:
+            print(f"warning: no label files in {source_dir}; the splits get no class labels", file=sys.stderr)
+        return arrays, labels, str(source_dir)
     missing = [str(p) for p in paths.values() if not p.is_file()]
     print(f"Fashion-MNIST not found locally ({', '.join(missing)}); trying torchvision's download into "
           f"{download_root}", file=sys.stderr)
     try:
         from torchvision.datasets import FashionMNIST
-        arrays = {k: FashionMNIST(str(download_root), train=(k == "train"), download=True).data.numpy()
-                  for k in FASHION_FILES}
+        sets = {k: FashionMNIST(str(download_root), train=(k == "train"), download=True) for k in FASHION_FILES}
     except (OSError, RuntimeError, ValueError) as exc:  # URLError is an OSError; bad archives raise RuntimeError
         raise PrepareError(
             f"Fashion-MNIST: {', '.join(missing)} missing and torchvision's download failed "
             f"({type(exc).__name__}: {exc}). Install Debian's dataset-fashion-mnist package or pass "
             f"--source-dir with train-images-idx3-ubyte.gz and t10k-images-idx3-ubyte.gz") from None
-    return arrays, f"torchvision download ({download_root})"
+    arrays = {k: d.data.numpy() for k, d in sets.items()}
+    labels = {k: d.targets.numpy().astype(np.uint8) for k, d in sets.items()}
+    return arrays, labels, f"torchvision download ({download_root})"
 
 
 def fashion_to_rgb64(img28: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
@@ -371,6 +406,7 @@ class PreparedSplit:
     source_indices: list[int]
     load: object = field(repr=False)
     source_files: list[str] | None = None  # folder source: the files behind source_indices
+    labels: list[int] | None = None  # class id of each image (in file order); None: the source has no classes
 
 
 def parse_splits(text: str) -> list[str]:
@@ -452,6 +488,8 @@ def write_split(out: Path, split: PreparedSplit, seed: int, progress: bool = Tru
             else:
                 _write_png(img, tmp / split.name / f"{k:05d}.png", "RGB")
     stats = {"count": len(split.source_indices)}
+    if split.labels is not None:
+        stats["labels"] = split.labels
     if coverages:
         c = np.array(coverages)
         stats["mask_coverage"] = {"min": round(float(c.min()), 4), "mean": round(float(c.mean()), 4),
@@ -470,22 +508,40 @@ def choose_indices(n_available: int, counts: list[int], seed: int, stream: int) 
     return [perm[a:b] for a, b in itertools.pairwise(bounds)]
 
 
-def fashion_splits(arrays: dict[str, np.ndarray], counts: dict[str, int], seed: int) -> dict[str, PreparedSplit]:
+def fashion_splits(arrays: dict[str, np.ndarray], counts: dict[str, int], seed: int,
+                   labels: dict[str, np.ndarray] | None = None) -> dict[str, PreparedSplit]:
     """train/val disjoint from the 60k training set, test from t10k; independent of which splits are wanted."""
     train_idx, val_idx = choose_indices(len(arrays["train"]), [counts["train"], counts["val"]], seed, stream=1)
     (test_idx,) = choose_indices(len(arrays["test"]), [counts["test"]], seed, stream=2)
 
     def split(name, src, idx):
-        return PreparedSplit(name, [int(i) for i in idx], lambda k: fashion_to_rgb64(src[idx[k]]))
+        ids = None if labels is None else [int(labels[src][i]) for i in idx]
+        return PreparedSplit(name, [int(i) for i in idx], lambda k: fashion_to_rgb64(arrays[src][idx[k]]), labels=ids)
 
-    return {"train": split("train", arrays["train"], train_idx),
-            "val": split("val", arrays["train"], val_idx),
-            "test": split("test", arrays["test"], test_idx)}
+    return {"train": split("train", "train", train_idx),
+            "val": split("val", "train", val_idx),
+            "test": split("test", "test", test_idx)}
 
 
-def folder_splits(files: list[Path], counts: dict[str, int | None], seed: int, skip_bad: bool = False
+def folder_classes(src_dir: str | Path, files: list[Path]) -> list[str] | None:
+    """Class names of a folder of class sub-folders (sorted sub-folder names), or None when some image lies
+    directly in ``src_dir`` (then the data has no classes). An empty class sub-folder is an error: a class
+    without images cannot be trained or generated."""
+    src_dir = Path(src_dir)
+    if not files or any(len(p.relative_to(src_dir).parts) < 2 for p in files):
+        return None
+    names = sorted({p.relative_to(src_dir).parts[0] for p in files})
+    for d in sorted(src_dir.iterdir()):
+        if d.is_dir() and not d.name.startswith(".") and d.name not in names:
+            raise PrepareError(f"{d}: class folder holds no image files; add images or remove the folder")
+    return names
+
+
+def folder_splits(files: list[Path], counts: dict[str, int | None], seed: int, skip_bad: bool = False,
+                  src_dir: str | Path | None = None, classes: list[str] | None = None
                   ) -> tuple[dict[str, PreparedSplit], list[str]]:
-    """Decode every file once (so a bad one fails before anything is written), then split them."""
+    """Decode every file once (so a bad one fails before anything is written), then split them; with ``classes``
+    each image's label is the position of its first-level sub-folder (under ``src_dir``) in ``classes``."""
     images, good, bad = [], [], []
     for p in files:
         try:
@@ -511,6 +567,8 @@ def folder_splits(files: list[Path], counts: dict[str, int | None], seed: int, s
     splits = {"train": split("train", train_idx), "val": split("val", val_idx), "test": split("test", test_idx)}
     for s in splits.values():
         s.source_files = [str(good[i]) for i in s.source_indices]
+        if classes is not None:
+            s.labels = [classes.index(good[i].relative_to(src_dir).parts[0]) for i in s.source_indices]
     return splits, bad
 
 
@@ -523,7 +581,7 @@ def write_meta(out: Path, meta_update: dict, split_stats: dict[str, dict]) -> di
             meta = json.loads(path.read_text())
         except json.JSONDecodeError:
             meta = {}
-        if any(meta.get(k) != v for k, v in meta_update.items() if k in ("source", "seed")):
+        if any(meta.get(k) != v for k, v in meta_update.items() if k in ("source", "seed", "classes")):
             meta = {}  # a different source or seed: the old entries describe data that is being replaced
     meta.update(meta_update)
     meta.setdefault("splits", {}).update(split_stats)
@@ -585,11 +643,14 @@ def prepare(source: str, out: str | Path, splits: list[str], counts: dict[str, i
     bad: list[str] = []
     if source == "fashion-mnist":
         counts = {k: FASHION_DEFAULT_COUNTS[k] if v is None else v for k, v in counts.items()}
-        arrays, location = load_fashion_mnist(source_dir, download_root)
-        prepared = fashion_splits(arrays, counts, seed)
+        arrays, labels, location = load_fashion_mnist(source_dir, download_root)
+        prepared = fashion_splits(arrays, counts, seed, labels)
+        classes = list(FASHION_CLASSES) if labels is not None else None
     elif source == "folder":
         location = str(src_dir)
-        prepared, bad = folder_splits(list_source_images(src_dir, exclude=[out]), counts, seed, skip_bad)
+        files = list_source_images(src_dir, exclude=[out])
+        classes = folder_classes(src_dir, files)
+        prepared, bad = folder_splits(files, counts, seed, skip_bad, src_dir=src_dir, classes=classes)
         for msg in bad:
             print(f"skipped: {msg}", file=sys.stderr)
     else:
@@ -607,6 +668,7 @@ def prepare(source: str, out: str | Path, splits: list[str], counts: dict[str, i
     meta_update = {"source": source, "source_location": location, "seed": seed, "image_size": IMAGE_SIZE,
                    "hole_value": HOLE_VALUE, "mask_convention": "0 = hole, 255 = known",
                    "command": command}
+    meta_update["classes"] = classes  # None: no class labels (a flat folder)
     if bad:
         meta_update["skipped_files"] = bad
     meta = write_meta(out, meta_update, stats)

@@ -379,3 +379,113 @@ def test_out_that_is_a_file_is_one_clear_error(tmp_path, capsys):
     assert run_folder(src, target / "sub") == 1
     assert f"lies below {target}, which is a file" in capsys.readouterr().err
     assert target.read_text() == "keep me"
+
+
+def write_idx_labels(path: Path, labels: np.ndarray) -> None:
+    header = b"\x00\x00\x08\x01" + len(labels).to_bytes(4, "big")
+    path.write_bytes(gzip.compress(header + labels.astype(np.uint8).tobytes()))
+
+
+def test_fashion_labels_follow_their_images(tmp_path):
+    """Each split's labels in meta.json are the Fashion-MNIST labels of exactly the images written, in file order."""
+    rng = np.random.default_rng(1)
+    src = tmp_path / "fashion"
+    src.mkdir()
+    train, test = rng.integers(0, 256, (30, 28, 28), np.uint8), rng.integers(0, 256, (10, 28, 28), np.uint8)
+    train_labels, test_labels = rng.integers(0, 10, 30), rng.integers(0, 10, 10)
+    write_idx(src / "train-images-idx3-ubyte.gz", train)
+    write_idx(src / "t10k-images-idx3-ubyte.gz", test)
+    write_idx_labels(src / "train-labels-idx1-ubyte.gz", train_labels)
+    write_idx_labels(src / "t10k-labels-idx1-ubyte.gz", test_labels)
+    out = tmp_path / "out"
+    assert pd.main(["fashion-mnist", "--source-dir", str(src), "--out", str(out), "--n-train", "6",
+                    "--n-val", "3", "--n-test", "4", "--quiet"]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["classes"] == list(pd.FASHION_CLASSES)
+    test_split = meta["splits"]["test"]
+    assert test_split["labels"] == [int(test_labels[j]) for j in test_split["source_indices"]]
+    # train: find each written image's source by its pixels
+    ups = [np.asarray(Image.fromarray(t).resize((64, 64), Image.Resampling.BICUBIC)) for t in train]
+    for k, label in enumerate(meta["splits"]["train"]["labels"]):
+        img = np.asarray(Image.open(out / "train" / f"{k:05d}.png"))[..., 0]
+        (j,) = [j for j, u in enumerate(ups) if np.array_equal(u, img)]
+        assert label == train_labels[j]
+
+
+def test_fashion_label_file_that_does_not_fit_is_named(tmp_path, capsys):
+    src = tmp_path / "fashion"
+    src.mkdir()
+    write_idx(src / "train-images-idx3-ubyte.gz", np.zeros((30, 28, 28), np.uint8))
+    write_idx(src / "t10k-images-idx3-ubyte.gz", np.zeros((10, 28, 28), np.uint8))
+    write_idx_labels(src / "train-labels-idx1-ubyte.gz", np.zeros(29, np.uint8))
+    write_idx_labels(src / "t10k-labels-idx1-ubyte.gz", np.zeros(10, np.uint8))
+    assert pd.main(["fashion-mnist", "--source-dir", str(src), "--out", str(tmp_path / "out"), "--n-train", "6",
+                    "--n-val", "3", "--n-test", "4", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "train-labels-idx1-ubyte.gz" in err and "29 labels" in err
+    assert not (tmp_path / "out").exists()
+
+
+def make_class_folders(root: Path, per_class: dict[str, int]) -> Path:
+    src = root / "classes"
+    rng = np.random.default_rng(2)
+    for name, n in per_class.items():
+        (src / name).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(src / name / f"{i}.png")
+    return src
+
+
+def test_folder_of_class_subfolders_gets_labels(tmp_path):
+    from maskgit_kit import class_labels
+    src = make_class_folders(tmp_path, {"cat": 7, "dog": 6, "owl": 7})
+    out = tmp_path / "out"
+    assert run_folder(src, out) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["classes"] == ["cat", "dog", "owl"]
+    sources = {s: meta["splits"][s] for s in ("train", "val", "test")}
+    assert all(len(v["labels"]) == v["count"] for v in sources.values())
+    for i, f in enumerate(sources["test"]["source_files"]):  # each test image's label is its folder's class
+        assert meta["classes"][sources["test"]["labels"][i]] == Path(f).parent.name
+    names, labels = class_labels.folder_labels(out / "splits" / "box" / "masked_image", 5)
+    assert labels == sources["test"]["labels"] and names == ["cat", "dog", "owl"]
+    assert class_labels.folder_labels(out / "train", 11)[1] == sources["train"]["labels"]
+
+
+def test_flat_folder_has_no_classes(tmp_path):
+    from maskgit_kit import class_labels
+    from maskgit_kit.images import DataError
+    out = tmp_path / "out"
+    assert run_folder(make_source_folder(tmp_path), out) == 0  # images at the top level: no classes
+    assert json.loads((out / "meta.json").read_text())["classes"] is None
+    with pytest.raises(DataError, match=r"meta.json: records no classes"):
+        class_labels.folder_labels(out / "train", 3)
+
+
+def test_empty_class_folder_is_one_clear_error(tmp_path, capsys):
+    src = make_class_folders(tmp_path, {"cat": 10, "dog": 10})
+    (src / "zebra").mkdir()
+    assert run_folder(src, tmp_path / "out") == 1
+    assert "zebra: class folder holds no image files" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_parse_class_by_id_or_name_and_errors():
+    from maskgit_kit.class_labels import parse_class
+    from maskgit_kit.images import DataError
+    names = list(pd.FASHION_CLASSES)
+    assert parse_class("3", names) == 3 and parse_class("dress", names) == 3 and parse_class("Ankle boot", names) == 9
+    for bad in ("10", "-1", "2.5", "nan", "inf", "Hat", ""):
+        with pytest.raises(DataError, match=r"--class"):
+            parse_class(bad, names)
+
+
+def test_committed_benchmark_records_fashion_labels():
+    meta = json.loads((REPO / "data" / "fashion64" / "meta.json").read_text())
+    assert meta["classes"] == list(pd.FASHION_CLASSES)
+    test_split = meta["splits"]["test"]
+    labels = pd.read_idx_labels(pd.DEBIAN_FASHION_DIR / "t10k-labels-idx1-ubyte.gz", 10000) \
+        if (pd.DEBIAN_FASHION_DIR / "t10k-labels-idx1-ubyte.gz").is_file() else None
+    assert len(test_split["labels"]) == 747 and set(test_split["labels"]) == set(range(10))
+    if labels is not None:
+        assert test_split["labels"] == [int(labels[j]) for j in test_split["source_indices"]]
