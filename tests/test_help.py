@@ -16,9 +16,10 @@ PARSERS = {
     "inpainting.py": inpainting_parser,
     "experiments.py": experiments.build_parser,
     **{f"tools/{name}.py": (lambda name=name: tool(name).build_parser())
-       for name in ("batch_grade", "eval_vqgan", "similarity", "train_vqgan")},
+       for name in ("batch_grade", "eval_vqgan", "similarity", "train_vqgan", "train_classifier")},
     **{f"maskgit_kit.{mod}": (lambda mod=mod: importlib.import_module(f"maskgit_kit.{mod}").build_parser())
-       for mod in ("prepare_data", "scoring.score", "scoring.baselines", "scoring.leaderboard", "scoring.compare")},
+       for mod in ("prepare_data", "scoring.score", "scoring.baselines", "scoring.leaderboard", "scoring.compare",
+                   "scoring.classifier")},
 }
 
 
