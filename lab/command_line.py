@@ -19,12 +19,13 @@ import torch
 
 from decoding import DecodeSettings
 from hole_fill import PREFILLS
+from maskgit_kit.class_labels import class_names, folder_labels, locate, parse_class
 from maskgit_kit.paths import SPLITS, split_paths
 from models.checkpoint import CheckpointError
 from models.config import MaskGitConfig
 from models.loading import load_maskgit
-from models.VQGAN_Transformer import EXTRA_MASK_FUNCS, MASK_FUNCS, MaskGit
-from utils import DEFAULT_DATA_ROOT
+from models.VQGAN_Transformer import EXTRA_MASK_FUNCS, MASK_FUNCS, NO_CLASS, MaskGit
+from utils import DEFAULT_DATA_ROOT, DataError
 
 HERE = Path(__file__).resolve().parent
 PRECISIONS = ("fp32", "bf16")
@@ -110,7 +111,8 @@ def check_mask_func(model: MaskGit, name: str, flag: str) -> None:
 def inpainting_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inpainting.py", description="MaskGIT inpainting of the test images",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--config", default=str(HERE / "config" / "MaskGit.yml"), help="MaskGIT config (YAML)")
+    p.add_argument("--config", default=None,
+                   help="MaskGIT config (YAML; default: config/MaskGit.yml, or config/MaskGit_class.yml with --class)")
     p.add_argument("--load-transformer-ckpt-path", default=None,
                    help="transformer weights (default: the config's Transformer_CKPT_path)")
     p.add_argument("--vqgan-ckpt", default=None,
@@ -132,12 +134,58 @@ def inpainting_parser() -> argparse.ArgumentParser:
                    help="smooth the holes before tokenizing (none: the course's gray paint as given)")
     p.add_argument("--save-steps", action=argparse.BooleanOptionalAction, default=True,
                    help="write imga/ (decodes every step)")
+    add_class_args(p)
     p.add_argument("--batch-size", type=positive_int, default=64, help="images decoded together")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--random-init", action="store_true", help="untrained transformer (smoke tests only)")
     return p
+
+
+def add_class_args(p: argparse.ArgumentParser) -> None:
+    """Class-conditional decoding (TODO4): the class, and classifier-free guidance."""
+    p.add_argument("--class", dest="class_label", default=None, metavar="CLASS",
+                   help="condition on a class (class-conditional model): an id or name (e.g. 3 or Dress), 'test' "
+                        "(each test image's own class), or 'none' (unconditional, the 'no class' id)")
+    p.add_argument("--guidance", type=nonnegative_float, default=1.0,
+                   help="classifier-free guidance scale: 1 = plain conditional, 0 = unconditional, > 1 guided")
+    p.add_argument("--guidance-ramp", action="store_true",
+                   help="ramp the guidance linearly over the steps, 1 + (g - 1) * (t + 1) / T")
+
+
+def default_config(args: argparse.Namespace) -> str:
+    """``--config``, else the class-conditional config when a class is asked for, else config/MaskGit.yml."""
+    if getattr(args, "config", None):
+        return args.config
+    name = "MaskGit_class.yml" if getattr(args, "class_label", None) not in (None, "none") else "MaskGit.yml"
+    return str(HERE / "config" / name)
+
+
+def resolve_labels(args: argparse.Namespace, model: MaskGit, count: int) -> list[int] | None:
+    """Each test image's class label for ``--class`` (None: the model is unconditional, or no class asked for);
+    one error naming the flag for a class that does not exist or a model that takes none."""
+    value = getattr(args, "class_label", None)
+    guided = getattr(args, "guidance", 1.0) != 1.0 or getattr(args, "guidance_ramp", False)
+    if not getattr(model, "num_classes", 0):
+        if value not in (None, "none") or guided:
+            flag = f"--class {value}" if value not in (None, "none") else "--guidance"
+            raise SystemExit(f"{flag}: the model of {model.cfg.source} is unconditional (num_classes 0); use a "
+                             f"class-conditional config, e.g. --config {HERE / 'config' / 'MaskGit_class.yml'}")
+        return None
+    if value in (None, "none"):
+        return [NO_CLASS] * count
+    try:
+        if value == "test":
+            classes, labels = folder_labels(args.test_maskedimage_path, count)
+        else:
+            classes = class_names(locate(args.test_maskedimage_path)[0])
+            labels = [parse_class(value, classes)] * count
+    except DataError as exc:
+        raise SystemExit(str(exc) if str(exc).startswith("--class") else f"--class {value}: {exc}") from None
+    if len(classes) != model.num_classes:
+        raise SystemExit(f"--class {value}: the data has {len(classes)} classes, the model {model.num_classes}")
+    return labels
 
 
 def add_split_args(p: argparse.ArgumentParser) -> None:
@@ -178,7 +226,8 @@ def decode_settings(args: argparse.Namespace, cfg: MaskGitConfig) -> DecodeSetti
     return DecodeSettings(choice_temperature=float(temperature), total_iter=args.total_iter,
                           sweet_spot=args.sweet_spot, sample=args.sampling == "categorical", prefill=args.prefill,
                           precision=args.precision, composite=args.composite, save_steps=args.save_steps,
-                          seed=args.seed)
+                          seed=args.seed, guidance=float(getattr(args, "guidance", 1.0)),
+                          guidance_ramp=bool(getattr(args, "guidance_ramp", False)))
 
 
 def inpainting_model(args: argparse.Namespace, cfg: MaskGitConfig, device: torch.device) -> MaskGit:

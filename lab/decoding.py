@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from hole_fill import prefill_holes
 from models.sampling import image_generators
-from models.VQGAN_Transformer import MaskGit
+from models.VQGAN_Transformer import NO_CLASS, MaskGit
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class DecodeSettings:
     composite: bool = False         # copy the known pixels of the input into the output
     save_steps: bool = True         # also decode the image after every step (for imga/)
     seed: int = 0                   # with the image index, seeds each image's generator
+    guidance: float = 1.0           # classifier-free guidance scale (class-conditional models, TODO4)
+    guidance_ramp: bool = False     # ramp it linearly over the steps
 
 
 def latent_mask(pixel_mask: torch.Tensor, latent_size: int) -> torch.Tensor:
@@ -114,21 +116,44 @@ def batch_padding(n: int, device: torch.device) -> int:
     return max(2, -(-n // threads) * threads) - n
 
 
-def pad_batch(images, pixel_masks, indices):
+def pad_batch(images, pixel_masks, indices, labels=None):
     """``(images, pixel_masks, indices, pad)`` with ``batch_padding`` copies of the last image appended (its
-    generator is a fresh one, so the real images' random streams are untouched); drop the last ``pad`` results."""
+    generator is a fresh one, so the real images' random streams are untouched); drop the last ``pad`` results.
+    With ``labels`` (one class label per image) the padded labels come fifth."""
     indices = [int(i) for i in indices]
     pad = batch_padding(len(indices), images.device)
     if pad:
         images = torch.cat([images, images[-1:].expand(pad, *images.shape[1:])])
         pixel_masks = torch.cat([pixel_masks, pixel_masks[-1:].expand(pad, *pixel_masks.shape[1:])])
         indices = indices + indices[-1:] * pad
-    return images, pixel_masks, indices, pad
+    if labels is None:
+        return images, pixel_masks, indices, pad
+    labels = [int(v) for v in labels]
+    return images, pixel_masks, indices, pad, labels + labels[-1:] * pad
+
+
+def decode_tokens(model: MaskGit, z_indices, mask, generators, settings: DecodeSettings, iterative_decoding,
+                  sweet_spot=None, labels=None, guided_decoding=None):
+    """``(z_final, history)`` of one padded batch: ``iterative_decoding`` (TODO3), or for a class-conditional model
+    ``guided_decoding`` (TODO4) with ``labels`` (int64 (B,); None = every image "no class")."""
+    sweet_spot = settings.sweet_spot if sweet_spot is None else sweet_spot
+    kwargs = dict(generators=generators, choice_temperature=settings.choice_temperature, sample=settings.sample)
+    with precision_context(z_indices.device, settings.precision):
+        if not getattr(model, "num_classes", 0):  # 0: an unconditional model (a test's stand-in may not say)
+            return iterative_decoding(model, z_indices, mask, settings.total_iter, sweet_spot, **kwargs)
+        if guided_decoding is None:
+            raise ValueError("a class-conditional model decodes with guided_decoding (TODO4); none was given")
+        if labels is None:
+            labels = torch.full((z_indices.shape[0],), NO_CLASS, dtype=torch.int64)
+        return guided_decoding(model, z_indices, mask, torch.as_tensor(labels, dtype=torch.int64),
+                               settings.total_iter, settings.guidance, settings.guidance_ramp, sweet_spot, **kwargs)
 
 
 @torch.inference_mode()
-def inpaint_batch(model: MaskGit, images, pixel_masks, indices, settings: DecodeSettings, iterative_decoding):
-    """Inpaint one batch with ``iterative_decoding`` (inpainting.py's TODO3, passed in).
+def inpaint_batch(model: MaskGit, images, pixel_masks, indices, settings: DecodeSettings, iterative_decoding,
+                  labels=None, guided_decoding=None):
+    """Inpaint one batch with ``iterative_decoding`` (inpainting.py's TODO3, passed in); a class-conditional model
+    with ``guided_decoding`` (TODO4) and ``labels`` (one class label per image, ``NO_CLASS`` for none).
 
     Inputs: images float (B, 3, H, W) in [-1, 1]; pixel_masks float (B, 1, H, W), 1 = known; indices: the
     test-image numbers (B,), which seed the per-image generators.
@@ -137,20 +162,23 @@ def inpaint_batch(model: MaskGit, images, pixel_masks, indices, settings: Decode
     each step, bool (B, N) each. The batch is padded (``pad_batch``) so that the outputs do not depend on it.
     """
     n = images.shape[0]
-    images, pixel_masks, indices, pad = pad_batch(images, pixel_masks, indices)
-    out, steps, masks = _inpaint_padded(model, images, pixel_masks, indices, settings, iterative_decoding)
+    if labels is None:
+        images, pixel_masks, indices, pad = pad_batch(images, pixel_masks, indices)
+    else:
+        images, pixel_masks, indices, pad, labels = pad_batch(images, pixel_masks, indices, labels)
+    out, steps, masks = _inpaint_padded(model, images, pixel_masks, indices, settings, iterative_decoding, labels,
+                                        guided_decoding)
     if pad:
         out, steps, masks = out[:n], [s[:n] for s in steps], [m[:n] for m in masks]
     return out, steps, masks
 
 
-def _inpaint_padded(model: MaskGit, images, pixel_masks, indices, settings: DecodeSettings, iterative_decoding):
+def _inpaint_padded(model: MaskGit, images, pixel_masks, indices, settings: DecodeSettings, iterative_decoding,
+                    labels=None, guided_decoding=None):
     z_indices, mask = tokenize_masked(model, images, pixel_masks, settings.prefill)
     generators = image_generators(indices, settings.seed)
-    with precision_context(images.device, settings.precision):
-        z_final, history = iterative_decoding(model, z_indices, mask, settings.total_iter, settings.sweet_spot,
-                                              generators=generators, choice_temperature=settings.choice_temperature,
-                                              sample=settings.sample)
+    z_final, history = decode_tokens(model, z_indices, mask, generators, settings, iterative_decoding,
+                                     labels=labels, guided_decoding=guided_decoding)
     check_token_ids(z_final, model.num_codebook_vectors)
     if settings.save_steps:
         for t, (z, _) in enumerate(history):

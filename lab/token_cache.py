@@ -13,12 +13,14 @@ import hashlib
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm import tqdm
 
+from distributed_training import ShardedShuffle
 from maskgit_kit.atomic import torch_save as atomic_torch_save
+from maskgit_kit.class_labels import folder_labels
 from models.checkpoint import tokenizer_identity
-from utils import LoadTrainData
+from utils import DataError, LoadTrainData
 
 
 def _sha1_files(paths, h=None):
@@ -84,35 +86,110 @@ def load_or_build_tokens(model, dataset: LoadTrainData, cache_dir, vqgan_ckpt, d
     return tokens
 
 
+def _stack_tokens(rows):
+    return torch.stack([r[0] for r in rows]).long()
+
+
+def _stack_labelled_tokens(rows):
+    return torch.stack([r[0] for r in rows]).long(), torch.stack([r[1] for r in rows])
+
+
+def _shuffled(n: int, gen: torch.Generator, shard: tuple[int, int] | None) -> dict:
+    """The DataLoader arguments of a shuffled loader drawing from ``gen``: ``shuffle=True``, or with ``shard``
+    (rank, world size; ``torchrun``) this rank's share of the same permutation
+    (``distributed_training.ShardedShuffle``)."""
+    return {"shuffle": True} if shard is None else {"sampler": ShardedShuffle(n, gen, *shard)}
+
+
 def token_loader(tokens: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0,
-                 drop_last: bool = False) -> DataLoader:
-    """Batches of int64 token ids (B, N) from an int16 token tensor."""
+                 drop_last: bool = False, labels: torch.Tensor | None = None,
+                 shard: tuple[int, int] | None = None) -> DataLoader:
+    """Batches of int64 token ids (B, N) from an int16 token tensor; with ``labels`` (int64 (M,)), pairs
+    (token ids (B, N), labels (B,)). ``shard`` (rank, world size): a shuffled loader yields this rank's share."""
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(TensorDataset(tokens), batch_size=batch_size, shuffle=shuffle, generator=gen,
-                      drop_last=drop_last, collate_fn=lambda rows: torch.stack([r[0] for r in rows]).long())
+    data = TensorDataset(tokens) if labels is None else TensorDataset(tokens, labels)
+    order = _shuffled(len(data), gen, shard) if shuffle else {"shuffle": False}
+    return DataLoader(data, batch_size=batch_size, generator=gen, drop_last=drop_last,
+                      collate_fn=_stack_tokens if labels is None else _stack_labelled_tokens, **order)
+
+
+class LabelledImages(Dataset):
+    """(image, label) pairs of a ``LoadTrainData`` folder (``--no-token-cache`` with a class-conditional model)."""
+
+    def __init__(self, images: LoadTrainData, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.images[i], self.labels[i]
+
+
+class ConditionedBatches:
+    """The batches of a labelled loader without their labels, the model conditioned on each batch's labels while
+    it is handed out (``ClassConditionalTransformer.labels``).
+
+    Why: ``train_one_epoch`` and ``eval_one_epoch`` (TODO2) take batches of images or token ids and call
+    ``model(batch)``; a class-conditional model trains with the same loops unchanged. Class dropout draws from the
+    global RNG, whose state the training checkpoints save (a resumed run reproduces it)."""
+
+    def __init__(self, loader: DataLoader, model):
+        self.loader, self.model = loader, model
+        self.dataset, self.generator = loader.dataset, loader.generator
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        transformer = self.model.transformer
+        try:
+            for batch, labels in self.loader:
+                transformer.labels = labels
+                yield batch
+        finally:
+            transformer.labels = None
 
 
 def build_loaders(model, device, train_dir, val_dir, *, batch_size: int, partial: float = 1.0,
                   token_cache: bool = True, cache_dir=None, num_workers: int = 0,
-                  seed: int = 0) -> tuple[DataLoader, DataLoader]:
+                  seed: int = 0, shard: tuple[int, int] | None = None) -> tuple[DataLoader, DataLoader]:
     """Training (shuffled with ``seed``) and validation loaders over the first ``partial`` of each folder.
 
     With ``token_cache`` (default) the batches are cached token ids, int64 (B, N), encoded once into
     ``cache_dir``; otherwise images, float (B, 3, H, W) in [-1, 1], that ``MaskGit.forward`` encodes each time.
+    A class-conditional model (``model.num_classes`` > 0) trains on the folders' class labels (``meta.json``, see
+    ``maskgit_kit.class_labels``): the loaders are ``ConditionedBatches`` and yield the same batches.
+    ``shard`` (rank, world size; ``torchrun``, see ``distributed_training.py``): the training loader yields this
+    rank's share of each epoch; the validation loader stays whole.
     """
     train_set = LoadTrainData(train_dir, partial=partial)
     val_set = LoadTrainData(val_dir, partial=partial)
+    conditional = bool(getattr(model, "num_classes", 0))
+    labels = {}
+    if conditional:
+        for split, folder, data in (("train", train_dir, train_set), ("val", val_dir, val_set)):
+            classes, ids = folder_labels(folder, len(data))
+            if len(classes) != model.num_classes:
+                raise DataError(f"{folder}: the data has {len(classes)} classes, the model's config "
+                                f"{model.num_classes} (Transformer_param.num_classes)")
+            labels[split] = torch.tensor(ids, dtype=torch.int64)
     if not token_cache:
         gen = torch.Generator().manual_seed(seed)
+        if conditional:
+            train_set, val_set = LabelledImages(train_set, labels["train"]), LabelledImages(val_set, labels["val"])
         # (issue 16, part C) Both modes batch alike, so --no-token-cache trains on the same batches as the cache:
         # the same drop_last, and a generator for the validation loader too (without one, each pass would draw
         # its worker seed from the global RNG, which the training masks use).
-        return (DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True, generator=gen,
-                           num_workers=num_workers),
-                DataLoader(val_set, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                           generator=torch.Generator().manual_seed(seed)))
-    ckpt = model.cfg.vqgan_ckpt_path
-    train_tokens = load_or_build_tokens(model, train_set, cache_dir, ckpt, device, "train")
-    val_tokens = load_or_build_tokens(model, val_set, cache_dir, ckpt, device, "val")
-    return (token_loader(train_tokens, batch_size, shuffle=True, seed=seed, drop_last=True),
-            token_loader(val_tokens, batch_size, shuffle=False))
+        loaders = (DataLoader(train_set, batch_size=batch_size, drop_last=True, generator=gen,
+                              num_workers=num_workers, **_shuffled(len(train_set), gen, shard)),
+                   DataLoader(val_set, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                              generator=torch.Generator().manual_seed(seed)))
+    else:
+        ckpt = model.cfg.vqgan_ckpt_path
+        train_tokens = load_or_build_tokens(model, train_set, cache_dir, ckpt, device, "train")
+        val_tokens = load_or_build_tokens(model, val_set, cache_dir, ckpt, device, "val")
+        loaders = (token_loader(train_tokens, batch_size, shuffle=True, seed=seed, drop_last=True,
+                                labels=labels.get("train"), shard=shard),
+                   token_loader(val_tokens, batch_size, shuffle=False, labels=labels.get("val")))
+    return tuple(ConditionedBatches(loader, model) for loader in loaders) if conditional else loaders

@@ -1,6 +1,7 @@
 """Train MaskGIT's bidirectional transformer on VQGAN tokens (stage 2; the VQGAN stays frozen).
 
     python training_transformer.py --epochs 10     (from this folder; --help lists the flags)
+    torchrun --nproc_per_node=2 training_transformer.py ...   (several GPUs; see distributed_training.py)
 
 TODO2: ``configure_optimizers``, ``train_one_epoch`` and ``eval_one_epoch`` of ``TrainTransformer``.
 The rest is given: ``token_cache.py`` (the loaders), ``train_state.py`` (checkpoints, resume, log.csv),
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+import distributed_training as distributed
 from command_line import todo_stubs_as_errors, training_parser
 from lr_schedule import warmup_cosine
 from models.checkpoint import CheckpointError
@@ -117,35 +119,47 @@ class TrainTransformer:
 
 
 def train(args) -> list[dict]:
-    """The epoch loop: train, validate, log, checkpoint (``train_state.TrainingRun``). Returns the log rows."""
+    """The epoch loop: train, validate, log, checkpoint (``train_state.TrainingRun``). Returns the log rows.
+
+    Under ``torchrun`` (``distributed_training.py``) every process trains on its share of each epoch's batches, the
+    gradients averaged across processes; rank 0 validates and writes the files while the others wait."""
     torch.manual_seed(args.seed)
     cfg = with_tokenizer(load_maskgit_config(args.config), args.vqgan_ckpt)
-    device = resolve_device(args.device)
-    run = TrainingRun(args.checkpoint_path, resume=args.resume, start_from_epoch=args.start_from_epoch,
-                      init_from=args.init_from, overwrite=args.overwrite, flags=vars(args))
-    model = load_maskgit(cfg, device, transformer_ckpt=args.init_from)
-    if args.init_from is not None:
-        print(f"initialised the transformer from {args.init_from} (new optimizer and schedule)")
-    with rng_untouched(device):  # so a cold token cache (encoded now) and a warm one give the same run
-        train_loader, val_loader = build_loaders(
-            model, device, args.train_d_path, args.val_d_path, batch_size=args.batch_size, partial=args.partial,
-            token_cache=args.token_cache, cache_dir=args.token_cache_dir, num_workers=args.num_workers,
-            seed=args.seed)
-    check_batches(train_loader, val_loader, batch_size=args.batch_size, partial=args.partial,
-                  train_dir=args.train_d_path, val_dir=args.val_d_path)
-    trainer = TrainTransformer(model, learning_rate=args.learning_rate, accum_grad=args.accum_grad,
-                               epochs=args.epochs, steps_per_epoch=len(train_loader), warmup_steps=args.warmup_steps,
-                               label_smoothing=cfg.label_smoothing, precision=args.precision, device=device)
-    # a resumed run: its weights, optimizer, schedule, RNG state and data order (the loader's shuffle generator)
-    start = run.start(trainer, shuffle=train_loader.generator, epochs=args.epochs)
-    for epoch in range(start + 1, args.epochs + 1):
-        t0 = time.time()
-        train_loss = trainer.train_one_epoch(train_loader, epoch)
-        with torch.random.fork_rng():  # the same validation masks every epoch, so losses compare
-            torch.manual_seed(args.seed)
-            val_loss, val_acc = trainer.eval_one_epoch(val_loader, epoch)
-        run.end_epoch(trainer, epoch, train_loss, val_loss, val_acc, time.time() - t0,
-                      keep=epoch % args.save_per_epoch == 0 or epoch == args.epochs)
+    with distributed.process_group(resolve_device(args.device)) as device:
+        run = TrainingRun(args.checkpoint_path, resume=args.resume, start_from_epoch=args.start_from_epoch,
+                          init_from=args.init_from, overwrite=args.overwrite, flags=vars(args))
+        model = load_maskgit(cfg, device, transformer_ckpt=args.init_from, grow_classes=True)
+        if args.init_from is not None:
+            print(f"initialised the transformer from {args.init_from} (new optimizer and schedule)")
+        # rng_untouched: a cold token cache (encoded now) and a warm one give the same run; main_first: only rank 0
+        # encodes and writes a cold cache
+        with distributed.main_first(), rng_untouched(device):
+            train_loader, val_loader = build_loaders(
+                model, device, args.train_d_path, args.val_d_path, batch_size=args.batch_size,
+                partial=args.partial, token_cache=args.token_cache, cache_dir=args.token_cache_dir,
+                num_workers=args.num_workers, seed=args.seed, shard=distributed.shard())
+        check_batches(train_loader, val_loader, batch_size=args.batch_size, partial=args.partial,
+                      train_dir=args.train_d_path, val_dir=args.val_d_path)
+        trainer = TrainTransformer(model, learning_rate=args.learning_rate, accum_grad=args.accum_grad,
+                                   epochs=args.epochs, steps_per_epoch=len(train_loader),
+                                   warmup_steps=args.warmup_steps, label_smoothing=cfg.label_smoothing,
+                                   precision=args.precision, device=device)
+        # a resumed run: its weights, optimizer, schedule, RNG state and data order (the loader's shuffle generator)
+        start = run.start(trainer, shuffle=train_loader.generator, epochs=args.epochs)
+        if distributed.steps_note(args.batch_size) and distributed.is_main():
+            print(distributed.steps_note(args.batch_size))
+        for epoch in range(start + 1, args.epochs + 1):
+            t0 = time.time()
+            distributed.seed_epoch(args.seed, epoch)  # ranks > 0 only: their own masks, the same after a resume
+            with distributed.ddp_transformer(model):  # gradients averaged across ranks (torchrun only)
+                train_loss = distributed.average(trainer.train_one_epoch(train_loader, epoch))
+            if distributed.is_main():
+                with torch.random.fork_rng():  # the same validation masks every epoch, so losses compare
+                    torch.manual_seed(args.seed)
+                    val_loss, val_acc = trainer.eval_one_epoch(val_loader, epoch)
+                run.end_epoch(trainer, epoch, train_loss, val_loss, val_acc, time.time() - t0,
+                              keep=epoch % args.save_per_epoch == 0 or epoch == args.epochs)
+            distributed.barrier()  # the others wait for rank 0's files
     return run.rows
 
 

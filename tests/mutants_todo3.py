@@ -38,9 +38,11 @@ MUTANTS = [
            "TODO3", "known (unmasked) tokens in z_pred"),
     Mutant("count_from_current_in_step", MODEL, "num_unknown_start.to(torch.float64)", "unknown.to(torch.float64)",
            "TODO3", "you used the current count"),
-    Mutant("count_from_current_in_loop", INPAINT, "model.inpainting_step(z, current, num_unknown_start,",
-           "model.inpainting_step(z, current, current.sum(dim=1),", "TODO3", "num_unknown_start at step"),
-    Mutant("ratio_off_by_one", INPAINT, "(t + 1) / total_iter,", "t / total_iter,", "TODO3", "(t + 1) / T"),
+    # (inpainting.py's guided_decoding, TODO4, has the same loop: the old texts name iterative_decoding's lines)
+    Mutant("count_from_current_in_loop", INPAINT, "model.inpainting_step(z, current, num_unknown_start, (t + 1)",
+           "model.inpainting_step(z, current, current.sum(dim=1), (t + 1)", "TODO3", "num_unknown_start at step"),
+    Mutant("ratio_off_by_one", INPAINT, "num_unknown_start, (t + 1) / total_iter,",
+           "num_unknown_start, t / total_iter,", "TODO3", "(t + 1) / T"),
     Mutant("images_saved_out_of_order", INPAINT, "for b, i in enumerate(indices.tolist()):",
            "for b, i in enumerate(indices.tolist()[::-1]):", "TODO3", "known pixels of test_results"),
     # the mask token
@@ -92,10 +94,11 @@ MUTANTS = [
     BodyMutant("one_image_step", MODEL, "inpainting_step", ONE_IMAGE_STEP, "TODO3", "batch of 3 vs alone"),
     # the loop
     Mutant("loop_writes_input_tokens_back", INPAINT,
-           "        history.append((z, current))\n",
-           "        history.append((z, current))\n        z = torch.where(current, z, z_indices)\n", "TODO3",
-           "that step's z_pred"),
-    Mutant("sweet_spot_ratio", INPAINT, "(t + 1) / total_iter,", "(t + 1) / steps,", "TODO3",
+           "**step_kwargs)\n        history.append((z, current))\n",
+           "**step_kwargs)\n        history.append((z, current))\n        z = torch.where(current, z, z_indices)\n",
+           "TODO3", "that step's z_pred"),
+    Mutant("sweet_spot_ratio", INPAINT, "num_unknown_start, (t + 1) / total_iter,",
+           "num_unknown_start, (t + 1) / steps,", "TODO3",
            "the ratio still divides by total_iter"),
 ]
 

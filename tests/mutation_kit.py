@@ -1,10 +1,11 @@
 """The pieces of the grader's mutation suite: a buggy or a differently written submission, built from solutions/.
 
 - ``Mutant``: text replacements in one student file of solutions/ (``old`` -> ``new``, plus ``edits``); the bug
-  must cost points in its own TODO only, with feedback containing ``message``.
+  must cost points in its own TODO only, with feedback containing ``message`` (a TODO4 bug: the extension pool
+  only, the core score untouched).
 - ``BodyMutant``: one TODO's whole solution block rewritten (course-style buggy code); same promise.
 - ``Variant``: correct code written differently from the reference (one or more blocks rewritten); it must score
-  exactly 100.
+  exactly 100 (and the whole extension pool).
 A block is named as its solution marker names it: ``# BEGIN SOLUTION TODO2: mask_tokens: ...`` -> "mask_tokens".
 Bodies are written without indentation; the block's own indentation is applied.
 """
@@ -20,6 +21,8 @@ SOLUTIONS = REPO / "solutions"
 STUDENT_FILES = ("models/Transformer/modules/layer.py", "models/VQGAN_Transformer.py", "training_transformer.py",
                  "inpainting.py")
 LAYER, MODEL, TRAIN, INPAINT = STUDENT_FILES
+CLASS_COND = "models/Transformer/class_conditional.py"  # TODO4, the extension (a student file too)
+SUBMITTED = (*STUDENT_FILES, CLASS_COND)  # what a submission holds
 BEGIN = re.compile(r"^(\s*)# BEGIN SOLUTION (TODO\d+)(?: \([^)]*\))?: ([^:]+):")
 
 
@@ -85,9 +88,9 @@ class Variant:
 
 
 def write_submission(dest: Path, change=None) -> Path:
-    """The four student files of solutions/ under ``dest``, with ``change`` (a Mutant, BodyMutant or Variant)
+    """The student files of solutions/ (TODO1-4) under ``dest``, with ``change`` (a Mutant, BodyMutant or Variant)
     applied (None: the reference unchanged)."""
-    files = {rel: (SOLUTIONS / rel).read_text() for rel in STUDENT_FILES}
+    files = {rel: (SOLUTIONS / rel).read_text() for rel in SUBMITTED}
     if change is not None:
         change.apply(files)
     for rel, text in files.items():

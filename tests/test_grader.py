@@ -35,7 +35,8 @@ def validate_gradescope(data: dict) -> None:
         assert 0 <= t["score"] <= t["max_score"]
         if t["max_score"] > 0:  # a 0-point test (a hidden check's verdict) only informs
             assert (t["score"] == t["max_score"]) == (t["status"] == "passed")
-    assert abs(data["score"] - sum(t["score"] for t in data["tests"])) < 1e-6
+    core = [t for t in data["tests"] if "extension" not in t["tags"]]  # the extension pool is reported apart
+    assert abs(data["score"] - sum(t["score"] for t in core)) < 1e-6
 
 
 def pytest_run(*args, cwd=REPO):
@@ -52,24 +53,52 @@ def collected_checks(grader: Path, tmp_path: Path) -> dict:
 
 
 def test_declared_points_cover_every_check_and_add_up_to_100(tmp_path):
-    """Every test function of the grader is collected with its points; the points add up to 100 (30/35/35); the
-    generated list of known checks (todos.json, read by batch_grade.py and the plugin) is the same."""
+    """Every test function of the grader is collected with its points; the core points add up to 100 (30/35/35),
+    the extension pool's (TODO4) are apart; the generated list of known checks (todos.json, read by batch_grade.py
+    and the plugin) is the same."""
     checks = collected_checks(GRADER, tmp_path)
     tests = set()
     for path in GRADER.glob("test_*.py"):
         tree = ast.parse(path.read_text())
         tests |= {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")}
     assert set(checks) == tests
-    per_todo = {}
+    per_todo, pools = {}, {}
     for c in checks.values():
         per_todo[c["todo"]] = per_todo.get(c["todo"], 0) + c["points"]
-    assert per_todo == {"TODO1": 30, "TODO2": 35, "TODO3": 35}
-    assert sum(per_todo.values()) == 100
+        pools.setdefault(c["pool"], {}).setdefault(c["todo"], 0)
+        pools[c["pool"]][c["todo"]] += c["points"]
+    assert pools["core"] == {"TODO1": 30, "TODO2": 35, "TODO3": 35}  # the course's 100 points
+    assert sum(pools["core"].values()) == 100
+    assert pools["extension"] == {"TODO4": 25}  # reported beside the 100, never added to them
+    assert set(pools) == {"core", "extension"}
     assert checks["test_attention_output_shape"]["cases"] == 4  # 4 points, 1 per case
     known = load_todos()
     assert {name: vars(c) | {"name": name} for name, c in known.checks.items()} == \
         {name: c | {"name": name} for name, c in checks.items()}, "todos.json is stale: run python tools/make_lab.py"
     assert known.points_by_todo() == per_todo
+
+
+def test_extension_pool_is_reported_beside_the_core_score_never_in_it():
+    """TODO4's points (the extension pool) show as their own EXTENSION row and tag; the TOTAL row, total() and
+    Gradescope's score are the core pool's alone."""
+    from maskgit_kit.autograder.results import Record, Results
+    from maskgit_kit.autograder.todos import Catalogue, TodosError
+    res = Results(impl="x", titles={"TODO1": "attention", "TODO4": "class-conditional extension"})
+    res.add("a", Record("test_a", "", "a", 30.0, "passed", todo="TODO1", where="f"))
+    res.add("b", Record("test_b", "", "b", 20.0, "passed", todo="TODO4", where="g", pool="extension"))
+    res.add("c", Record("test_c", "", "c", 5.0, "failed", todo="TODO4", where="g", pool="extension"))
+    assert res.total() == (30.0, 30.0) and res.total("extension") == (20.0, 25.0)
+    table = "\n".join(res.table())
+    assert [line.split()[-1] for line in res.table() if line.startswith(("TOTAL", "EXTENSION"))] == ["30/30", "20/25"]
+    assert "(not in the total)" in table
+    data = res.gradescope()
+    validate_gradescope(data)
+    assert data["score"] == 30 and [t["tags"][2:] for t in data["tests"]] == [[], ["extension"], ["extension"]]
+    known = load_todos()
+    assert known.todos["TODO4"].pool == "extension" and {t.pool for t in known.todos.values() if t.id != "TODO4"} \
+        == {"core"}
+    with pytest.raises(TodosError, match="unknown pool 'bonus'"):
+        Catalogue.from_json({"todos": {"TODO1": {"title": "t", "parts": [], "pool": "bonus"}}, "checks": {}})
 
 
 FAKE_CHECKS = """\

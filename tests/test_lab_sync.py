@@ -1,4 +1,5 @@
 """lab/ is generated from solutions/: it must be up to date and hold stubs, not solutions."""
+import json
 import subprocess
 import sys
 
@@ -48,7 +49,8 @@ def test_one_description_per_todo_reaches_the_lab_the_guide_and_the_grader():
     for todo in cat.todos.values():
         assert f"{todo.id} ({todo.title})" in table and f"**{todo.id}, {todo.title} (" in checks
         for p in todo.parts:
-            stub = f'raise NotImplementedError("{todo.id}: {p.name}: {p.description}")'
+            text = json.dumps(f"{todo.id}: {p.name}: {p.description}", ensure_ascii=False)  # as make_lab writes it
+            stub = f"raise NotImplementedError({text})"
             assert stub in (REPO / "lab" / p.file).read_text(), (p.file, stub)
             assert f"| `lab/{p.file}` | `{p.function}` |" in table
             assert p.description.replace("*", "\\*").replace("|", "\\|") in table  # as Markdown shows it

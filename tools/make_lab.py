@@ -40,7 +40,7 @@ from pathlib import Path
 import yaml
 
 from maskgit_kit import atomic
-from maskgit_kit.autograder.todos import Catalogue, Check, Part, Todo
+from maskgit_kit.autograder.todos import CORE, Catalogue, Check, Part, Todo
 from maskgit_kit.labtree import STUDENT_FILES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -323,7 +323,12 @@ def catalogue(blocks, checks):
             raise LabError(f"{tid}: exactly one of its markers must give its title, as in '# BEGIN SOLUTION {tid} "
                            f"(<title>): ...' ({'found ' + str(len(titled)) if titled else 'none'}: {where})")
         parts = tuple(Part(b.file, b.function, b.name, b.description) for b in bs)
-        todos[tid] = Todo(tid, titled[0].title, parts)
+        pools = sorted({c.pool for c in checks if c.todo == tid})
+        if len(pools) > 1:
+            files = sorted({c.file for c in checks if c.todo == tid})
+            raise LabError(f"{tid}: its checks are in different pools ({', '.join(pools)}): give every grader file of "
+                           f"{tid} ({', '.join(files)}) the same POOL")
+        todos[tid] = Todo(tid, titled[0].title, parts, pools[0] if pools else CORE)
     by_name = {}
     for c in checks:
         label = f"grader/{c.file}::{c.name}"
@@ -377,12 +382,24 @@ def checks_tables(cat):
         cases = sum(c.cases for c in checks)
         return f"{len(checks)}" + (f" ({cases} cases)" if cases != len(checks) else "")
 
-    for todo in cat.todos.values():
-        mine = [c for c in cat.checks.values() if c.todo == todo.id]
-        lines.append(f"| {todo.id} | {_cell(todo.title)} | {count(mine)} | {totals[todo.id]} |")
-    lines += [f"| **total** | | {count(list(cat.checks.values()))} | **{sum(totals.values())}** |", "",
-              "A parametrized check's points are shared evenly between its cases. The feedback of a failed",
+    core = [t for t in cat.todos.values() if t.pool == CORE]
+    extension = [t for t in cat.todos.values() if t.pool != CORE]
+    for group in (core, extension):
+        for todo in group:
+            mine = [c for c in cat.checks.values() if c.todo == todo.id]
+            lines.append(f"| {todo.id} | {_cell(todo.title)} | {count(mine)} | {totals[todo.id]} |")
+        if group is core:
+            mine = [c for c in cat.checks.values() if cat.pool_of(c.todo) == CORE]
+            lines.append(f"| **total** | | {count(mine)} | **{sum(totals[t.id] for t in core)}** |")
+        elif group:
+            mine = [c for c in cat.checks.values() if cat.pool_of(c.todo) != CORE]
+            lines.append(f"| **extension** | | {count(mine)} | **{sum(totals[t.id] for t in group)}** |")
+    lines += ["", "A parametrized check's points are shared evenly between its cases. The feedback of a failed",
               "check names its TODO and the function to look at (`see TODOn: ...`)."]
+    if extension:
+        which = f"{', '.join(t.id for t in extension)} {'is an' if len(extension) == 1 else 'are'} extension"
+        lines += [f"{which}{'' if len(extension) == 1 else 's'}: a pool of its own, reported beside the total "
+                  "(`extension: x / n`), never added to it."]
     for todo in cat.todos.values():
         per_file = {}
         for part in todo.parts:

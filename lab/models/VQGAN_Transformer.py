@@ -3,6 +3,7 @@ masked tokens.
 
 TODO2: ``encode_to_z``, ``gamma_func``, ``mask_tokens`` and ``forward`` (training-time masking).
 TODO3: ``inpainting_step`` (one step of iterative decoding).
+TODO4 (extension, class-conditional): in ``models/Transformer/class_conditional.py``; ``conditioned`` here is given.
 
 Conventions used everywhere in this file:
   - N = num_image_tokens (16 * 16 = 256), K = num_codebook_vectors (512 here, 1024 in the course).
@@ -11,6 +12,7 @@ Conventions used everywhere in this file:
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -19,6 +21,7 @@ import torch.nn as nn
 from models.checkpoint import load_model_weights
 from models.config import MaskGitConfig
 from models.sampling import gumbel_noise
+from models.Transformer.class_conditional import NO_CLASS, ClassConditionalTransformer
 from models.Transformer.transformer import BidirectionalTransformer
 from models.VQGAN import VQGAN
 
@@ -39,7 +42,11 @@ class MaskGit(nn.Module):
         self.cfg = cfg
         self.vqgan = (vqgan if vqgan is not None else VQGAN(cfg.vqgan)).eval()
         self.vqgan.requires_grad_(False)  # the tokenizer is frozen (stage 2 of MaskGIT)
-        self.transformer = BidirectionalTransformer(cfg.transformer)
+        self.num_classes = cfg.transformer.num_classes  # 0: unconditional (the course's model)
+        if self.num_classes:
+            self.transformer = ClassConditionalTransformer(cfg.transformer, cfg.class_dropout)
+        else:
+            self.transformer = BidirectionalTransformer(cfg.transformer)
         self.num_image_tokens = cfg.num_image_tokens
         self.num_codebook_vectors = cfg.num_codebook_vectors
         self.mask_token_id = cfg.num_codebook_vectors
@@ -53,6 +60,28 @@ class MaskGit(nn.Module):
     def gamma(self, ratio):
         """The mask schedule named by ``self.mask_func``, applied to ``ratio`` (a float; see ``gamma_func``)."""
         return self.gamma_func(self.mask_func)(ratio)
+
+    @contextlib.contextmanager
+    def conditioned(self, labels, guidance: float = 1.0, generator: torch.Generator | None = None):
+        """Within the block, every ``self.transformer(ids)`` call (``forward``, ``inpainting_step``) is conditioned on
+        ``labels`` (int64 (B,), class ids in [0, C) or ``NO_CLASS``; None = unconditional) with classifier-free
+        guidance ``guidance`` (eval mode); ``generator`` draws the class dropout (training). A class-conditional
+        model only; labels out of range are refused here, naming the bad value."""
+        if not self.num_classes:
+            raise ValueError("this MaskGit is unconditional (num_classes 0): it takes no class labels")
+        if labels is not None:
+            labels = torch.as_tensor(labels, dtype=torch.int64)
+            bad = (labels != NO_CLASS) & ((labels < 0) | (labels >= self.num_classes))
+            if bad.any():
+                raise ValueError(f"class label {int(labels[bad][0])} out of range: expected 0..{self.num_classes - 1} "
+                                 f"or {NO_CLASS} (no class)")
+        t = self.transformer
+        saved = t.labels, t.guidance, t.generator
+        t.labels, t.guidance, t.generator = labels, float(guidance), generator
+        try:
+            yield self
+        finally:
+            t.labels, t.guidance, t.generator = saved
 
     def load_transformer_checkpoint(self, path) -> dict:
         return load_model_weights(self.transformer, path, "transformer", self.cfg.transformer)

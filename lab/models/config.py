@@ -49,6 +49,7 @@ class TransformerConfig:
     num_heads: int = 16
     dropout: float = 0.1
     attn_dropout: float = 0.1
+    num_classes: int = 0  # > 0: class-conditional (TODO4), a class token appended after the image tokens
 
 
 @dataclass
@@ -65,6 +66,7 @@ class MaskGitConfig:
     choice_temperature: float = 4.5
     mask_func: str = "cosine"  # the mask schedule's name (YAML key ``gamma_type``, as in the course)
     label_smoothing: float = 0.1
+    class_dropout: float = 0.1  # class-conditional training: fraction of images trained with the "no class" id
     source: str = ""  # the YAML file this was read from (for error messages)
 
 
@@ -154,6 +156,11 @@ def load_maskgit_config(path: str | Path) -> MaskGitConfig:
     ):
         if a != b:
             raise ConfigError(f"{path}: {name} is {a} but the VQGAN config {vq_cfg_path} implies {b}")
+    if transformer.num_classes < 0:
+        raise ConfigError(f"{path}: Transformer_param.num_classes must be >= 0 (0 = unconditional), found "
+                          f"{transformer.num_classes}")
+    if not 0 <= cfg.class_dropout < 1:
+        raise ConfigError(f"{path}: class_dropout must be in [0, 1), found {cfg.class_dropout}")
     if transformer.dim % transformer.num_heads:
         raise ConfigError(f"{path}: dim {transformer.dim} is not divisible by num_heads {transformer.num_heads}")
     return cfg
@@ -179,3 +186,4 @@ class _TopLevel:
     choice_temperature: float = 4.5
     gamma_type: str = "cosine"
     label_smoothing: float = 0.1
+    class_dropout: float = 0.1

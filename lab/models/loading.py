@@ -1,25 +1,42 @@
 """Build a ``MaskGit`` with trained weights (given code): the frozen VQGAN and, optionally, a transformer."""
 from __future__ import annotations
 
-from models.checkpoint import check_tokenizer, tokenizer_identity
+import dataclasses
+
+from models.checkpoint import CheckpointError, check_config, check_tokenizer, read_checkpoint, tokenizer_identity
 from models.config import MaskGitConfig
+from models.Transformer.class_conditional import expand_unconditional_state
 from models.VQGAN import load_vqgan
 from models.VQGAN_Transformer import MaskGit
 
 
-def load_maskgit(cfg: MaskGitConfig, device="cpu", transformer_ckpt=None, vqgan_ckpt=None) -> MaskGit:
+def load_maskgit(cfg: MaskGitConfig, device="cpu", transformer_ckpt=None, vqgan_ckpt=None,
+                 grow_classes: bool = False) -> MaskGit:
     """MaskGit with the trained VQGAN (``cfg.vqgan_ckpt_path`` unless ``vqgan_ckpt`` is given) and, when
     ``transformer_ckpt`` is given, trained transformer weights (else random ones). Returned in eval mode on
     ``device``. A missing or mismatched checkpoint raises ``models.checkpoint.CheckpointError`` naming the file,
     and so does a transformer trained on another tokenizer than this VQGAN (``check_tokenizer``).
 
     ``model.tokenizer`` is the VQGAN's ``tokenizer_identity``: the training scripts store it in every transformer
-    checkpoint and token cache they write."""
+    checkpoint and token cache they write.
+
+    ``grow_classes`` (training's ``--init-from``): a class-conditional ``cfg`` may start from an unconditional
+    checkpoint of the same architecture; its weights are copied and the class token's new rows start fresh."""
     vqgan_path = vqgan_ckpt or cfg.vqgan_ckpt_path
     vqgan = load_vqgan(cfg.vqgan, vqgan_path, device)
     model = MaskGit(cfg, vqgan=vqgan)
     model.tokenizer = tokenizer_identity(vqgan_path)
     if transformer_ckpt is not None:
-        ckpt = model.load_transformer_checkpoint(transformer_ckpt)
+        ckpt = read_checkpoint(transformer_ckpt, "transformer")
+        stored = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+        if grow_classes and model.num_classes and not stored.get("num_classes"):
+            check_config(transformer_ckpt, ckpt, dataclasses.replace(cfg.transformer, num_classes=0))
+            try:
+                state = expand_unconditional_state(ckpt["state_dict"], model.transformer)
+            except ValueError as exc:
+                raise CheckpointError(f"{transformer_ckpt}: {exc}") from None
+            model.transformer.load_state_dict(state)
+        else:
+            ckpt = model.load_transformer_checkpoint(transformer_ckpt)
         check_tokenizer(transformer_ckpt, ckpt, model.tokenizer, cfg.transformer)
     return model.to(device).eval()

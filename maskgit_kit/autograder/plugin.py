@@ -224,14 +224,14 @@ def pytest_collection_finish(session):
         check = STATE.checks[it.originalname]
         case = it.callspec.id if hasattr(it, "callspec") else ""
         res.add(it.nodeid, Record(check.name, case, check.title, check.points / STATE.params[check.name],
-                                  todo=check.todo, where=check.where))
+                                  todo=check.todo, where=check.where, pool=check.pool))
     todos = session.config.getoption("todo")
     known = STATE.catalogue.checks.values() if STATE.catalogue else ()
     for c in known:  # checks lost to a collection error still count, as failed
         if STATE.collection_failed and c.name not in STATE.params and (not todos or c.todo in todos):
             rec = Record(c.name, "", c.name, c.points, "failed",
                          Feedback("crash", "not run: its test file could not be collected (see the error above)"),
-                         todo=c.todo, where=c.where)
+                         todo=c.todo, where=c.where, pool=c.pool)
             res.add(f"<not collected>::{c.name}", rec)
     if STATE.watchdog is not None and STATE.list_checks is None:
         STATE.watchdog.collected(res, _allowance(session.config, None))

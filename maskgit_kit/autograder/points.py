@@ -5,10 +5,12 @@
     @points(3, "MaskGit.mask_tokens")               # 3 points; where the student should look when it fails
     def test_mask_tokens_counts(impl): ...
 
-``@points(n, where, todo="TODO3")`` overrides the module's TODO. A parametrized check's points are shared evenly
-between its cases. A check with no points (or two declarations) is a collection error naming it. The total (100:
-TODO1 30, TODO2 35, TODO3 35) is enforced by ``tests/test_grader.py``; ``python tools/make_lab.py`` turns the
-declarations into ``todos.json`` and the tables of grader/README.md.
+``@points(n, where, todo="TODO3")`` overrides the module's TODO; ``POOL = "extension"`` at the top of a file
+puts its checks in the extension pool (reported beside the core 100, never inside it; see ``todos.py``). A
+parametrized check's points are shared evenly between its cases. A check with no points (or two declarations) is a
+collection error naming it. The core total (100: TODO1 30, TODO2 35, TODO3 35) is enforced by
+``tests/test_grader.py``; ``python tools/make_lab.py`` turns the declarations into ``todos.json`` and the tables of
+grader/README.md.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import re
 
 import pytest
 
-from .todos import Check
+from .todos import CORE, POOLS, Check
 
 MARK = "points"
 MARK_HELP = "points(n, where, todo=None): what a grader check is worth and the function to look at when it fails"
@@ -66,5 +68,9 @@ def check_of(item) -> Check:
     if todo is None:
         raise PointsError(f"{item.nodeid}: {name}: which TODO? set TODO = \"TODOn\" at the top of "
                           f"{item.path.name} or pass todo= to @points")
+    pool = getattr(item.module, "POOL", CORE)
+    if pool not in POOLS:
+        raise PointsError(f"{item.nodeid}: {name}: POOL = {pool!r} in {item.path.name}: expected one of "
+                          f"{', '.join(POOLS)}")
     doc = (item.function.__doc__ or name).strip().splitlines()[0].rstrip(".")
-    return Check(name, todo, value, where.strip(), doc, item.path.name)
+    return Check(name, todo, value, where.strip(), doc, item.path.name, pool=pool)

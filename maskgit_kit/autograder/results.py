@@ -3,6 +3,10 @@
 Gradescope fields (its autograder specification): top level ``score``, ``execution_time``, ``output``,
 ``visibility``, ``stdout_visibility``, ``tests``; per test ``name``, ``score``, ``max_score``, ``status``,
 ``output``, ``tags``, ``visibility``, ``number``.
+
+The extension pool (``todos.py``: TODO4) is reported beside the core score, never inside it: ``total()``, the
+TOTAL row and Gradescope's ``score`` are the core pool's; the table adds an EXTENSION row, and each extension test
+carries the tag ``extension``.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 
 from ..atomic import write_json as _atomic_write_json
 from .feedback import Feedback
+from .todos import CORE
 
 INCOMPLETE = "GRADING INCOMPLETE: the run stopped (crash, kill or interrupt) before every check had run; " \
              "checks not run score 0"
@@ -27,6 +32,7 @@ class Record:
     feedback: Feedback | None = None
     todo: str = ""          # the check's TODO and the function to look at (its @points declaration)
     where: str = ""
+    pool: str = CORE        # "core" or "extension" (its file's POOL)
 
     @property
     def score(self) -> float:
@@ -52,8 +58,9 @@ class Results:
     def add(self, nodeid: str, record: Record) -> None:
         self.records[nodeid] = record
 
-    def total(self) -> tuple[float, float]:
-        recs = self.records.values()
+    def total(self, pool: str = CORE) -> tuple[float, float]:
+        """(earned, possible) of one pool (the core pool: the course's score)."""
+        recs = [r for r in self.records.values() if r.pool == pool]
         return sum(r.score for r in recs), sum(r.max_score for r in recs)
 
     # -- text ---------------------------------------------------------------------------------------------
@@ -93,23 +100,35 @@ class Results:
         return [*self.notes, *head, *lines]
 
     def table(self) -> list[str]:
-        rows = []
-        for todo, title in self.titles.items():
-            recs = [r for r in self.records.values() if r.todo == todo]
-            if not recs:
+        """Per TODO of the core pool, the TOTAL row (the score); then the extension's TODOs and EXTENSION row."""
+        groups = {}
+        for pool in dict.fromkeys([CORE, *(r.pool for r in self.records.values())]):
+            rows = []
+            for todo, title in self.titles.items():
+                recs = [r for r in self.records.values() if r.todo == todo and r.pool == pool]
+                if recs:
+                    passed = sum(r.status == "passed" for r in recs)
+                    rows.append((todo, title, f"{passed}/{len(recs)}",
+                                 f"{_num(sum(r.score for r in recs))}/{_num(sum(r.max_score for r in recs))}"))
+            recs = [r for r in self.records.values() if r.pool == pool]
+            if not recs and (pool != CORE or len(self.records)):  # e.g. --todo TODO4: no core TOTAL row
                 continue
+            earned, possible = self.total(pool)
             passed = sum(r.status == "passed" for r in recs)
-            rows.append((todo, title, f"{passed}/{len(recs)}",
-                         f"{_num(sum(r.score for r in recs))}/{_num(sum(r.max_score for r in recs))}"))
-        earned, possible = self.total()
-        passed = sum(r.status == "passed" for r in self.records.values())
-        rows.append(("TOTAL", "", f"{passed}/{len(self.records)}", f"{_num(earned)}/{_num(possible)}"))
+            rows.append(("TOTAL" if pool == CORE else pool.upper(), "" if pool == CORE else "(not in the total)",
+                         f"{passed}/{len(recs)}", f"{_num(earned)}/{_num(possible)}"))
+            groups[pool] = rows
         header = ("TODO", "part", "checks", "points")
-        widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(4)]
+        widths = [max(len(str(row[i])) for row in [header, *(r for g in groups.values() for r in g)])
+                  for i in range(4)]
         fmt = "{:<%d}  {:<%d}  {:>%d}  {:>%d}" % tuple(widths)
-        out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
-        out += [fmt.format(*row) for row in rows[:-1]]
-        out += [fmt.format(*("-" * w for w in widths)), fmt.format(*rows[-1])]
+        rule = fmt.format(*("-" * w for w in widths))
+        out = [fmt.format(*header), rule]
+        for i, rows in enumerate(groups.values()):
+            if i:
+                out.append("")
+            out += [fmt.format(*row) for row in rows[:-1]]
+            out += [rule, fmt.format(*rows[-1])]
         return out
 
     def summary(self) -> str:
@@ -134,7 +153,8 @@ class Results:
                 output = r.feedback.text + (f"\nhint: {r.feedback.hint}" if r.feedback.hint else "")
             tests.append({"name": f"{r.todo} {r.label}", "score": round(r.score, 4),
                           "max_score": round(r.max_score, 4), "status": "passed" if r.status == "passed" else "failed",
-                          "output": output, "tags": [r.todo, r.check_id], "visibility": "visible",
+                          "output": output, "tags": [r.todo, r.check_id, *([r.pool] if r.pool != CORE else [])],
+                          "visibility": "visible",
                           "number": f"{r.todo[4:]}.{per_todo[r.todo]}"})
         earned, _ = self.total()
         complete = final and all(r.status != "not run" for r in self.records.values())

@@ -5,6 +5,10 @@ it covers and their descriptions come from the solution markers in ``solutions/`
 (``# BEGIN SOLUTION TODO2 (masking and training): encode_to_z: ...``, the function is the one the block sits in);
 the checks (TODO, points, where to look, title) from the ``@points`` declarations of ``grader/test_*.py``.
 It ships with the package because the student release has no ``solutions/``. ``--check`` fails when it is stale.
+
+Pools: the course's TODOs (TODO1-3) form the ``core`` pool, graded out of 100; an extension TODO (``POOL =
+"extension"`` at the top of its grader files, TODO4) is graded as a pool of its own, reported beside the core score
+and never added to it.
 """
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PATH = Path(__file__).with_name("todos.json")
+CORE, EXTENSION = "core", "extension"
+POOLS = (CORE, EXTENSION)
 REGENERATE = "run python tools/make_lab.py"
 
 
@@ -34,6 +40,7 @@ class Todo:
     id: str            # "TODO2"
     title: str         # "masking and training"
     parts: tuple[Part, ...]
+    pool: str = CORE   # "core" (the course's 100 points) or "extension" (a pool of its own)
 
     @property
     def files(self) -> list[str]:
@@ -54,12 +61,16 @@ class Check:
     title: str = ""    # the docstring's first line
     file: str = ""     # the grader file that holds it
     cases: int = 1     # parametrized cases (the points are shared evenly between them)
+    pool: str = CORE   # the grader file's POOL: "core" or "extension"
 
 
 @dataclass(frozen=True)
 class Catalogue:
     todos: dict[str, Todo]
     checks: dict[str, Check]
+
+    def pool_of(self, todo: str) -> str:
+        return self.todos[todo].pool if todo in self.todos else CORE
 
     def points_by_todo(self) -> dict[str, int]:
         totals = dict.fromkeys(self.todos, 0)
@@ -71,18 +82,23 @@ class Catalogue:
         return {
             "generated": f"by python tools/make_lab.py from the solution markers and the grader's @points; "
                          f"do not edit ({REGENERATE} after changing either)",
-            "todos": {t.id: {"title": t.title, "parts": [vars(p) for p in t.parts]} for t in self.todos.values()},
-            "checks": {c.name: {k: v for k, v in vars(c).items() if k != "name"} for c in self.checks.values()},
+            "todos": {t.id: {"title": t.title, **({"pool": t.pool} if t.pool != CORE else {}),
+                             "parts": [vars(p) for p in t.parts]} for t in self.todos.values()},
+            "checks": {c.name: {k: v for k, v in vars(c).items() if k != "name" and (k != "pool" or v != CORE)}
+                       for c in self.checks.values()},
         }
 
     @classmethod
     def from_json(cls, data: dict, where: str = "todos.json") -> Catalogue:
         try:
-            todos = {tid: Todo(tid, str(t["title"]), tuple(Part(**p) for p in t["parts"]))
+            todos = {tid: Todo(tid, str(t["title"]), tuple(Part(**p) for p in t["parts"]), str(t.get("pool", CORE)))
                      for tid, t in data["todos"].items()}
             checks = {name: Check(name, **c) for name, c in data["checks"].items()}
         except (KeyError, TypeError, AttributeError) as exc:
             raise TodosError(f"{where}: malformed ({type(exc).__name__}: {exc}); {REGENERATE}") from None
+        bad = sorted({x.pool for x in [*todos.values(), *checks.values()]} - set(POOLS))
+        if bad:
+            raise TodosError(f"{where}: unknown pool {bad[0]!r} (known: {', '.join(POOLS)}); {REGENERATE}")
         unknown = sorted({c.todo for c in checks.values()} - set(todos))
         if unknown:
             raise TodosError(f"{where}: checks of unknown TODOs {', '.join(unknown)}; {REGENERATE}")

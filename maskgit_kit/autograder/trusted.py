@@ -35,7 +35,7 @@ from ..paths import KIT_ROOT
 from . import sandbox
 from .observers import Grader, observer
 from .results import INCOMPLETE
-from .todos import Catalogue
+from .todos import CORE, Catalogue
 
 HIDDEN_DIR = KIT_ROOT / "hidden_checks"  # instructor-only: never in the student release
 GRADER_DIR = KIT_ROOT / "grader"
@@ -146,6 +146,7 @@ class CaseVerdict:
     points: float
     passed: bool
     output: str
+    pool: str = CORE      # the extension pool's points are reported apart, never in ``Grade.score``
 
 
 @dataclass
@@ -181,7 +182,12 @@ class Grade:
 
     @property
     def score(self) -> float:
-        return sum(c.points for c in self.cases if c.passed)
+        """The core score (the course's 100 points); ``extension`` is the other pool's."""
+        return sum(c.points for c in self.cases if c.passed and c.pool == CORE)
+
+    @property
+    def extension(self) -> float:
+        return sum(c.points for c in self.cases if c.passed and c.pool != CORE)
 
     def failed_checks(self) -> list[str]:
         return sorted({c.check for c in self.cases if not c.passed})
@@ -192,7 +198,7 @@ class Grade:
             numbers[c.todo] = numbers.get(c.todo, 0) + 1
             tests.append({"name": f"{c.todo} {c.title}", "score": round(c.points if c.passed else 0.0, 4),
                           "max_score": round(c.points, 4), "status": "passed" if c.passed else "failed",
-                          "output": c.output, "tags": [c.todo, c.case_id],
+                          "output": c.output, "tags": [c.todo, c.case_id, *([c.pool] if c.pool != CORE else [])],
                           "visibility": hidden.visibility_of(c.check, "public"),
                           "number": f"{c.todo[4:]}.{numbers[c.todo]}"})
         for p in self.probes:
@@ -343,7 +349,8 @@ def grade_submission(files: dict[str, Path], *, base: Path, work: Path, hidden: 
         if reported and why:
             output = (f"failed the hidden form of this check (see {c.todo}: {c.where}): " + "; ".join(why))[:1500]
         title = c.title + (f" [{case_id[len(check) + 1:-1]}]" if case_id != check else "")
-        grade.cases.append(CaseVerdict(c.todo, check, case_id, title, points, passed, output))
+        grade.cases.append(CaseVerdict(c.todo, check, case_id, title, points, passed, output,
+                                       catalogue.pool_of(c.todo)))
     if outcome.exit_code is None:
         grade.status = "timeout"
     elif not public:
