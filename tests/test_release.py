@@ -253,6 +253,7 @@ def test_release_holds_the_hand_out_and_nothing_else(release):
     assert all((root / "lab" / rel).read_bytes() == data for rel, data in generated.items())
     assert (root / "checkpoints" / "vqgan.pt").read_bytes() == (REPO / "checkpoints" / "vqgan.pt").read_bytes()
     assert sorted(f for f in files if f.startswith("checkpoints/")) == ["checkpoints/README.md",
+                                                                       "checkpoints/classifier.pt",
                                                                        "checkpoints/vqgan.pt"]
     for split in ("masked_image", "mask64", "ground_truth"):
         assert len(list((root / "data" / "fashion64" / split).glob("*.png"))) == 747
@@ -268,7 +269,8 @@ def test_release_holds_the_hand_out_and_nothing_else(release):
               if p.is_file()]
     secret += [REPO / "solutions" / rel for rel in make_lab.managed_files(REPO / "solutions")
                if generated.get(rel) != (REPO / "solutions" / rel).read_bytes()]
-    secret += [p for p in (REPO / "checkpoints").iterdir() if p.is_file() and p.name not in ("vqgan.pt", "README.md")]
+    secret += [p for p in (REPO / "checkpoints").iterdir()
+               if p.is_file() and p.name not in ("vqgan.pt", "classifier.pt", "README.md")]
     guide = digest((REPO / "docs" / "students.md").read_bytes())
     copied = [str(p.relative_to(REPO)) for p in secret if p.stat().st_size
               and digest(p.read_bytes()) in shipped - {guide}]

@@ -13,7 +13,8 @@ The release holds what a student needs and nothing of the reference:
     grader/              the public checks (conftest.py, test_*.py, _*.py, README.md)
     maskgit_kit/         the package: scoring command, FID weights, the autograder's machinery
     data/fashion64/      the committed test splits (masked_image/, mask64/, ground_truth/, splits/; LICENSE, README)
-    checkpoints/         vqgan.pt and a short note (transformer.pt only with --with-transformer)
+    checkpoints/         vqgan.pt, classifier.pt and a short note (transformer.pt and transformer_class.pt only
+                         with --with-transformer)
 
 Never shipped: solutions/, tests/, bench/, tools/, docs/ (other than the guide), .ci/, generated outputs.
 The paths keep the repository's layout, so lab/config's ``../checkpoints/vqgan.pt`` works in the release.
@@ -99,6 +100,8 @@ def checkpoint_note(with_transformer: bool) -> str:
         "  train it.",
         "- Your transformer: `cd lab && python training_transformer.py` writes `lab/transformer_checkpoints/best.pt`,",
         "  the weights `python inpainting.py` loads by default.",
+        "- `classifier.pt`: a small Fashion-MNIST classifier that measures how often a generated image is",
+        "  recognised as its class (`maskgit-classify --predicted-path lab/test_results --class test`).",
     ]
     if with_transformer:
         lines += [
@@ -109,6 +112,14 @@ def checkpoint_note(with_transformer: bool) -> str:
             "  ```bash",
             "  cd lab",
             f"  python inpainting.py --sweet-spot 8 {TRANSFORMER_FLAG} ../checkpoints/transformer.pt",
+            "  ```",
+            "- `transformer_class.pt`: the class-conditional transformer of `lab/config/MaskGit_class.yml` (the TODO4",
+            "  extension), for generation once TODO4's checks pass:",
+            "",
+            "  ```bash",
+            "  cd lab",
+            "  python inpainting.py --split generation --class test --guidance 2 --config config/MaskGit_class.yml \\",
+            f"      {TRANSFORMER_FLAG} ../checkpoints/transformer_class.pt",
             "  ```",
         ]
     lines += ["", "Both kinds are kit checkpoints: `torch.load(path, weights_only=True)` reads them (no pickled code).",
@@ -155,7 +166,7 @@ def plan(src: Path, guide: Path, with_transformer: bool) -> tuple[dict[str, byte
         if not (REPO / DATA / name).is_file():
             raise ReleaseError(f"{REPO / DATA / name}: missing")
         items[(DATA / name).as_posix()] = REPO / DATA / name
-    ckpts = ["vqgan.pt"] + (["transformer.pt"] if with_transformer else [])
+    ckpts = ["vqgan.pt", "classifier.pt"] + (["transformer.pt", "transformer_class.pt"] if with_transformer else [])
     for name in ckpts:
         if not (REPO / "checkpoints" / name).is_file():
             raise ReleaseError(f"{REPO / 'checkpoints' / name}: missing")
