@@ -24,9 +24,11 @@ from maskgit_kit import labtree
 from maskgit_kit.paths import KIT_ROOT as REPO
 
 REFERENCE = labtree.activate(REPO / "solutions")  # the benchmark times the reference implementation
-iterative_decoding = REFERENCE.module("inpainting").iterative_decoding
+_inpainting = REFERENCE.module("inpainting")
+iterative_decoding, guided_decoding = _inpainting.iterative_decoding, _inpainting.guided_decoding
 _decoding = REFERENCE.module("decoding")
 precision_context, tokenize_masked = _decoding.precision_context, _decoding.tokenize_masked
+DecodeSettings, decode_tokens, pad_batch = _decoding.DecodeSettings, _decoding.decode_tokens, _decoding.pad_batch
 image_generators = REFERENCE.module("models.sampling").image_generators
 _config = REFERENCE.module("models.config")
 MaskGitConfig, load_maskgit_config = _config.MaskGitConfig, _config.load_maskgit_config
@@ -269,6 +271,32 @@ def token_agreement(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> dic
         "identical_inpainted_tokens": float(same_tokens.sum() / mask.sum().clamp(min=1)),
         "images": int(a.shape[0]),
     }
+
+
+def generate_batched(model: MaskGit, n: int, total_iter: int = 8, seed: int = 0, precision: str = "fp32",
+                     batch_size: int = 64, guidance: float = 1.0) -> Inpainted:
+    """Generation from nothing: every token masked, ``n`` images decoded ``batch_size`` at a time through
+    ``decoding.decode_tokens`` (``iterative_decoding``, or ``guided_decoding`` for a class-conditional model, image i
+    conditioned on class i mod C at ``guidance``), then decoded to pixels. Image i is seeded with index i, as an
+    inpainted test image is; batches are padded as ``pad_batch`` pads them."""
+    device = next(model.parameters()).device
+    settings = DecodeSettings(choice_temperature=model.cfg.choice_temperature, total_iter=total_iter,
+                              precision=precision, save_steps=False, seed=seed, guidance=guidance)
+    labels = [i % model.num_classes if model.num_classes else -1 for i in range(n)]
+    tokens, outs = [], []
+    elapsed = Timing()
+    with clock(elapsed), torch.inference_mode():
+        for s in range(0, n, batch_size):
+            m = min(batch_size, n - s)
+            dummy = torch.zeros(m, 1, 1, 1, device=device)
+            _, _, idx, _, lab = pad_batch(dummy, dummy, range(s, s + m), labels[s:s + m])
+            z = torch.zeros(len(idx), model.num_image_tokens, dtype=torch.int64, device=device)
+            z_final, _ = decode_tokens(model, z, torch.ones_like(z, dtype=torch.bool), image_generators(idx, seed),
+                                       settings, iterative_decoding, labels=torch.tensor(lab),
+                                       guided_decoding=guided_decoding)
+            tokens.append(z_final[:m])
+            outs.append(model.decode_to_image(z_final[:m]))
+    return Inpainted(torch.cat(tokens), torch.cat(outs), elapsed)
 
 
 @torch.inference_mode()

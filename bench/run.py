@@ -9,6 +9,8 @@ Sections (``--skip`` leaves some out):
   flops     achieved transformer GFLOP/s (FLOPs counted from the config) against measured fp32 / bf16
             matmul peaks of this machine.
   steps     T = 8 vs T = 256 with the same model on a subset.
+  generation  generation from nothing (every token masked) at T = 8 vs T = 256 with the same model,
+            interleaved batch by batch (the paper: 8 to 12 parallel steps instead of 256 autoregressive ones).
   training  transformer training images/s: token cache vs VQGAN encoding every batch, bf16 vs fp32.
   grader    wall time of ``pytest grader/ --impl solutions`` and of the scoring command (``maskgit-score``).
 Runs with the shipped checkpoints when present, random weights otherwise (timings do not depend on them).
@@ -38,7 +40,7 @@ from measure import REFERENCE, REPO  # noqa: E402
 decoding = REFERENCE.module("decoding")
 command_line = REFERENCE.module("command_line")
 
-SECTIONS = ("inpaint", "flops", "steps", "training", "grader")
+SECTIONS = ("inpaint", "flops", "steps", "generation", "training", "grader")
 TARGETS = {"batched_speedup": 5.0, "bf16_peak_fraction": 0.40, "t8_vs_t256": 25.0, "token_cache_speedup": 3.0}
 
 
@@ -56,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-image-subset", type=int, default=48,
                    help="images run through the per-image loop (timed, then extrapolated per image)")
     p.add_argument("--steps-subset", type=int, default=8, help="images decoded at T = 8 and T = 256")
+    p.add_argument("--generation-images", type=int, default=8, help="images generated at T = 8 and T = 256")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (decoding and training)")
     p.add_argument("--train-batches", type=int, default=4, help="timed training batches per configuration")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -66,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_args(args) -> None:
-    for flag in ("per_image_subset", "steps_subset", "batch_size", "train_batches"):
+    for flag in ("per_image_subset", "steps_subset", "generation_images", "batch_size", "train_batches"):
         if getattr(args, flag) < 1:
             raise SystemExit(f"--{flag.replace('_', '-')} {getattr(args, flag)}: expected a positive number")
     if args.images is not None and args.images < 1:
@@ -79,6 +82,7 @@ def check_args(args) -> None:
         args.images = min(args.images or 8, 8)
         args.per_image_subset = min(args.per_image_subset, 2)
         args.steps_subset = min(args.steps_subset, 2)
+        args.generation_images = min(args.generation_images, 2)
         args.batch_size = min(args.batch_size, 4)
         args.train_batches = min(args.train_batches, 2)
 
@@ -180,6 +184,29 @@ def section_steps(model, data, args, ctx) -> dict:
     log(f"  {n} images: T = 8 {times[8].wall:.1f} s, T = 256 {times[256].wall:.1f} s")
     return {"images": n, "precision": prec, "t8": _times(times[8]), "t256": _times(times[256]),
             "ratio": _ratio(times[256], times[8])}
+
+
+def section_generation(model, args, ctx) -> dict:
+    """Generation (every token masked) at T = 8 and T = 256 with the same model, the two interleaved batch by
+    batch so that both see the same background load; one untimed warm-up image first."""
+    n, bs = args.generation_images, args.batch_size
+    prec = ctx.get("default_precision", "fp32")
+    measure.generate_batched(model, 1, 8, args.seed, prec, bs)
+    times = {8: measure.Timing(), 256: measure.Timing()}
+    tokens = {8: [], 256: []}
+    for s in range(0, n, bs):
+        m = min(bs, n - s)
+        for t in (8, 256):
+            out = measure.generate_batched(model, m, t, args.seed, prec, bs)
+            times[t] += out.time
+            tokens[t].append(out.tokens)
+    log(f"  {n} images generated: T = 8 {times[8].wall:.1f} s, T = 256 {times[256].wall:.1f} s "
+        f"({times[256].wall / times[8].wall:.1f}x)")
+    return {"images": n, "precision": prec, "batch_size": bs, "class_conditional": bool(model.num_classes),
+            "t8": _times(times[8]), "t256": _times(times[256]), "ratio": _ratio(times[256], times[8]),
+            "per_image_t8": {"wall_s": times[8].wall / n, "cpu_s": times[8].cpu / n},
+            "per_image_t256": {"wall_s": times[256].wall / n, "cpu_s": times[256].cpu / n},
+            "step_ratio": 256 / 8}
 
 
 def training_images_dir(data_root: str | Path) -> Path:
@@ -310,6 +337,13 @@ def table_rows(results: dict) -> list[tuple[str, str, str, str, str]]:
     st = results.get("steps")
     if st:
         add(f"3 T=256 vs T=8 ({st['images']} imgs, {st['precision']})", st["ratio"], "x", TARGETS["t8_vs_t256"])
+    ge = results.get("generation")
+    if ge:
+        add(f"6 generation T=256 vs T=8 ({ge['images']} imgs, all tokens masked, {ge['precision']})", ge["ratio"],
+            "x", TARGETS["t8_vs_t256"])
+        add("  generation T=8, s per image", {"wall": ge["per_image_t8"]["wall_s"], "cpu": ge["per_image_t8"]["cpu_s"]})
+        add("  generation T=256, s per image",
+            {"wall": ge["per_image_t256"]["wall_s"], "cpu": ge["per_image_t256"]["cpu_s"]})
     tr = results.get("training")
     if tr:
         add("4 training: token cache vs encoding (bf16)", tr["cache_speedup_bf16"], "x", TARGETS["token_cache_speedup"])
@@ -391,6 +425,9 @@ def run(args) -> dict:
     if "steps" not in args.skip:
         log("[3/5] T = 8 vs T = 256")
         results["steps"] = section_steps(model, data, args, ctx)
+    if "generation" not in args.skip:
+        log("[3b/5] generation: T = 8 vs T = 256")
+        results["generation"] = section_generation(model, args, ctx)
     if "training" not in args.skip:
         log("[4/5] training throughput")
         results["training"] = section_training(model, args, ctx)
