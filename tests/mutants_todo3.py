@@ -94,8 +94,9 @@ MUTANTS = [
     BodyMutant("one_image_step", MODEL, "inpainting_step", ONE_IMAGE_STEP, "TODO3", "batch of 3 vs alone"),
     # the loop
     Mutant("loop_writes_input_tokens_back", INPAINT,
-           "**step_kwargs)\n        history.append((z, current))\n",
-           "**step_kwargs)\n        history.append((z, current))\n        z = torch.where(current, z, z_indices)\n",
+           "generators=generators, **step_kwargs)\n        history.append((z, current))\n",
+           "generators=generators, **step_kwargs)\n        history.append((z, current))\n"
+           "        z = torch.where(current, z, z_indices)\n",
            "TODO3", "that step's z_pred"),
     Mutant("sweet_spot_ratio", INPAINT, "num_unknown_start, (t + 1) / total_iter,",
            "num_unknown_start, (t + 1) / steps,", "TODO3",
