@@ -191,8 +191,8 @@ def test_training_without_labels_is_one_clear_error(tiny_setup, capsys):
 def write_conditional_checkpoint(setup):
     cfg = load_maskgit_config(conditional_config(setup))
     torch.manual_seed(1)
-    save_model_checkpoint(setup["root"] / "transformer_class.pt", "transformer", cfg.transformer,
-                          ClassConditionalTransformer(cfg.transformer))
+    model = ClassConditionalTransformer(cfg.transformer)
+    save_model_checkpoint(setup["root"] / "transformer_class.pt", "transformer", cfg.transformer, model)
     return setup["root"] / "config" / "MaskGit_class.yml"
 
 
@@ -203,15 +203,38 @@ def inpaint(setup, out, *extra):
     return {p.name: np.asarray(Image.open(p)) for p in sorted((setup["root"] / out / "test_results").glob("*.png"))}
 
 
-def test_inpainting_with_a_class_and_guidance_does_not_depend_on_the_batch(tiny_setup):
-    label_data(tiny_setup)
+def test_inpainting_with_a_class_and_guidance_does_not_depend_on_the_batch(tiny_setup, monkeypatch):
+    meta = label_data(tiny_setup)
     config = write_conditional_checkpoint(tiny_setup)
+    calls = []
+    real = inpainting.guided_decoding
+
+    def recording(model, z, mask, labels, total_iter, guidance, ramp, *args, **kwargs):
+        calls.append((labels.tolist(), guidance, ramp))
+        return real(model, z, mask, labels, total_iter, guidance, ramp, *args, **kwargs)
+
+    monkeypatch.setattr(inpainting, "guided_decoding", recording)
     flags = ("--config", str(config), "--class", "test", "--guidance", "3", "--guidance-ramp")
     one = inpaint(tiny_setup, "b1", *flags, "--batch-size", "1")
     five = inpaint(tiny_setup, "b5", *flags, "--batch-size", "5")
     assert len(one) == 5 and all(np.array_equal(one[k], five[k]) for k in one)
-    star = inpaint(tiny_setup, "star", "--config", str(config), "--class", "star", "--guidance", "3")
-    assert any(not np.array_equal(one[k], star[k]) for k in one)  # the class changes the result
+    test_labels = meta["splits"]["test"]["labels"]
+    # batch 5, padded to a multiple of the thread count by repeating the last image
+    assert calls[-1][0][:5] == test_labels and set(calls[-1][0][5:]) <= {test_labels[-1]}
+    assert calls[-1][1:] == (3.0, True)
+    assert [c[0][0] for c in calls[:5]] == test_labels  # batch 1: each image its own class
+    calls.clear()
+    inpaint(tiny_setup, "star", "--config", str(config), "--class", "star", "--guidance", "3")
+    assert calls and all(set(c[0]) == {2} and c[1:] == (3.0, False) for c in calls)  # star = class 2, for all
+    # and the class reaches the logits
+    model = load_maskgit(load_maskgit_config(config), "cpu",
+                         transformer_ckpt=tiny_setup["root"] / "transformer_class.pt")
+    ids = torch.randint(0, 16, (2, 256))
+    with model.conditioned(torch.tensor([0, 0])):
+        a = model.transformer(ids)
+    with model.conditioned(torch.tensor([2, 2])):
+        b = model.transformer(ids)
+    assert not torch.allclose(a, b)
     settings = json.loads((tiny_setup["root"] / "b1" / "test_results.json").read_text())
     assert settings["class_label"] == "test" and settings["guidance"] == 3.0
 

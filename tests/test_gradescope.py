@@ -72,6 +72,12 @@ def inpainting_py_points() -> float:
     return sum(c.points for c in checks if c.todo == "TODO3" and not c.where.startswith("MaskGit."))
 
 
+def todo4_inpainting_py_points() -> float:
+    """TODO4's points of the checks of ``guided_decoding`` (inpainting.py); the rest is the class transformer's."""
+    checks = load_todos().checks.values()
+    return sum(c.points for c in checks if c.todo == "TODO4" and not c.where.startswith("ClassConditional"))
+
+
 def per_todo(data: dict) -> dict[str, float]:
     out: dict[str, float] = {}
     for t in data["tests"]:
@@ -101,7 +107,7 @@ def test_the_zip_holds_what_gradescope_runs(bundle):
         assert re.search(rf"^{re.escape(name)}==[0-9][^\s]*$", pins, re.M), name
     assert re.search(r"^torch==[0-9.]+\+cpu$", pins, re.M) and "download.pytorch.org/whl/cpu" in pins
     names_file = gradescope.read_case_names(source)
-    assert names_file is not None and len(names_file) == 44
+    assert names_file is not None and len(names_file) == 54  # 44 core cases + 10 of the TODO4 extension
 
 
 def test_the_student_release_still_never_ships_the_hidden_checks():
@@ -144,8 +150,9 @@ def test_a_file_that_ends_the_process_at_import_costs_only_what_it_breaks(bundle
         return "import os\nos._exit(7)\n" + text if rel == "inpainting.py" else text
     data = run_autograder(bundle[0], tmp_path / "ag", copy_files(REPO / "solutions", change=change))
     scores = per_todo(data)
-    assert scores == {"TODO1": 30, "TODO2": 35, "TODO3": 35 - inpainting_py_points()}, scores
-    assert 0 < inpainting_py_points() < 35
+    assert scores == {"TODO1": 30, "TODO2": 35, "TODO3": 35 - inpainting_py_points(),
+                      "TODO4": 25 - todo4_inpainting_py_points()}, scores  # TODO4: the extension pool
+    assert 0 < inpainting_py_points() < 35 and 0 < todo4_inpainting_py_points() < 25
 
 
 def test_an_upload_without_student_files_gets_0_and_says_what_to_upload(bundle, tmp_path):
@@ -175,7 +182,8 @@ def test_binary_and_oversized_student_files_are_not_graded_and_named(bundle, tmp
     assert f"{LAYER}: hw3/code/{LAYER} is not a text file" in out
     assert "inpainting.py: hw3/code/inpainting.py is 1.1 MB, over the 1 MB" in out
     scores = per_todo(data)
-    assert scores == {"TODO1": 0, "TODO2": 35, "TODO3": 35 - inpainting_py_points()}, scores
+    assert scores == {"TODO1": 0, "TODO2": 35, "TODO3": 35 - inpainting_py_points(),
+                      "TODO4": 25 - todo4_inpainting_py_points()}, scores
 
 
 def test_a_broken_bundle_still_writes_a_score_0_results_json(bundle, tmp_path):

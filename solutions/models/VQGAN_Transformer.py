@@ -70,7 +70,7 @@ class MaskGit(nn.Module):
         if not self.num_classes:
             raise ValueError("this MaskGit is unconditional (num_classes 0): it takes no class labels")
         if labels is not None:
-            labels = torch.as_tensor(labels, dtype=torch.int64)
+            labels = torch.as_tensor(labels).long()
             bad = (labels != NO_CLASS) & ((labels < 0) | (labels >= self.num_classes))
             if bad.any():
                 raise ValueError(f"class label {int(labels[bad][0])} out of range: expected 0..{self.num_classes - 1} "
