@@ -68,7 +68,7 @@ HERE = Path(__file__).resolve().parent
 
 # maskgit_kit.scoring.uncertainty.REAL_VS_REAL_FID / _N (imported only by sweep(), with the rest of the scoring)
 REAL_VS_REAL_FID, REAL_VS_REAL_N = 29.9, 747
-FLOOR_LABEL = f"real vs real (two disjoint sets of {REAL_VS_REAL_N} test images)"
+FLOOR_LABEL = "real vs real (two disjoint sets of {n} test images)"
 
 CLASS_FIELDS = ("class_mode", "guidance", "guidance_ramp")
 METRIC_FIELDS = ("fid", "fid_lo", "fid_hi", "kid", "kid_std", "psnr", "ssim", "psnr_hole", "ssim_hole", "n")
@@ -310,7 +310,7 @@ def sweep(args) -> list[dict]:
     write_csv(out / "results.csv", rows)
     write_markdown(out / "results.md", rows)
     plot_gamma_curves(model, out / "gamma_curves.png", args.mask_funcs)
-    plot_fid_vs_t(rows, out / "fid_vs_T.png", args.reference, args.floor or None)
+    plot_fid_vs_t(rows, out / "fid_vs_T.png", args.reference, args.floor or None, args.floor_images)
     plot_decoding_steps(model, dataset, ref, args, temperature, device, out / "decoding_steps.png", cond=conds[0],
                         generation=generation)
     if model.num_classes and args.class_grid:
@@ -396,7 +396,7 @@ def panel_title(row: dict) -> str:
 
 
 def plot_fid_vs_t(rows: list[dict], path: Path, references: list[tuple[str, float]] = (),
-                  floor: float | None = None) -> dict[str, list[str]]:
+                  floor: float | None = None, floor_images: int = REAL_VS_REAL_N) -> dict[str, list[str]]:
     """FID against T, a solid line per schedule (dashed: composited), a dotted one per reference (a baseline's FID
     does not depend on T) and a dash-dotted one at ``floor`` (real vs real). One panel per (class mode, guidance)
     when the rows have several. Returns {panel title: legend labels in drawing order} ("" for a single panel)."""
@@ -421,7 +421,7 @@ def plot_fid_vs_t(rows: list[dict], path: Path, references: list[tuple[str, floa
         for j, (label, fid) in enumerate(references):
             ax.axhline(fid, linestyle=":", color=f"{0.2 + 0.25 * (j % 3):.2f}", label=f"{label} ({fid:.1f})")
         if floor is not None:
-            ax.axhline(floor, linestyle="-.", color="k", linewidth=0.8, label=FLOOR_LABEL)
+            ax.axhline(floor, linestyle="-.", color="k", linewidth=0.8, label=FLOOR_LABEL.format(n=floor_images))
         ax.set_xlabel("total iterations T")
         if not single:
             ax.set_title(title, fontsize=8)
@@ -583,7 +583,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", nargs="+", type=reference_fid, default=[], metavar="LABEL=FID",
                    help="FIDs to draw as horizontal lines in fid_vs_T.png (maskgit-baselines prints them)")
     p.add_argument("--floor", type=nonnegative_float, default=REAL_VS_REAL_FID,
-                   help=f"FID of real vs real images drawn in fid_vs_T.png as '{FLOOR_LABEL}' (0 = none)")
+                   help=f"FID of real vs real images drawn in fid_vs_T.png as "
+                        f"'{FLOOR_LABEL.format(n=REAL_VS_REAL_N)}' (0 = none); FID grows as the sets shrink: "
+                        f"measure it at your --limit (200 images: 76.2)")
+    p.add_argument("--floor-images", type=positive_int, default=REAL_VS_REAL_N,
+                   help="how many images per set the --floor was measured with (for its label)")
     p.add_argument("--limit", type=nonnegative_int, default=0, help="only the first N test images (0 = all)")
     # the feature sizes of pytorch-fid's InceptionV3 (maskgit_kit.scoring.fid.FID_DIMS, imported only by sweep())
     p.add_argument("--fid-dims", type=int, choices=(64, 192, 768, 2048), default=2048)

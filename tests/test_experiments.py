@@ -88,8 +88,11 @@ def test_fid_vs_t_has_a_panel_per_class_mode_and_guidance(tmp_path):
             for t in (1, 8)]
     labels = experiments.plot_fid_vs_t(rows, tmp_path / "p.png", floor=29.9)
     assert list(labels) == ["unconditional", "class test, guidance 1", "class test, guidance 2"]
-    assert all(v == ["cosine", "linear", experiments.FLOOR_LABEL] for v in labels.values())
+    assert all(v == ["cosine", "linear", "real vs real (two disjoint sets of 747 test images)"]
+               for v in labels.values())
     assert (tmp_path / "p.png").stat().st_size > 1000
+    labels = experiments.plot_fid_vs_t(rows, tmp_path / "q.png", floor=76.2, floor_images=200)
+    assert labels["unconditional"][-1] == "real vs real (two disjoint sets of 200 test images)"
 
 
 def three_schedules_only(self, mode="cosine"):
