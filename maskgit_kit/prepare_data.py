@@ -111,15 +111,20 @@ class PrepareError(RuntimeError):
 # Sources
 # ----------------------------------------------------------------------------------------------------
 
-def read_idx_images(path: str | Path) -> np.ndarray:
-    """Images of an MNIST-style ``idx3-ubyte`` file (optionally gzipped) as uint8 (N, H, W)."""
-    path = Path(path)
+def _read_idx_bytes(path: Path) -> bytes:
+    """The bytes of an MNIST-style idx file, gunzipped when it ends in .gz; one error naming it when unreadable."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
+            return f.read()
     except (OSError, EOFError) as exc:
         raise PrepareError(f"{path}: cannot read idx file ({exc})") from None
+
+
+def read_idx_images(path: str | Path) -> np.ndarray:
+    """Images of an MNIST-style ``idx3-ubyte`` file (optionally gzipped) as uint8 (N, H, W)."""
+    path = Path(path)
+    raw = _read_idx_bytes(path)
     if len(raw) < 16 or raw[:4] != b"\x00\x00\x08\x03":
         raise PrepareError(f"{path}: not an idx3-ubyte image file (magic {raw[:4].hex()!r}, expected 00000803)")
     n, h, w = (int.from_bytes(raw[i:i + 4], "big") for i in (4, 8, 12))
@@ -131,12 +136,7 @@ def read_idx_images(path: str | Path) -> np.ndarray:
 def read_idx_labels(path: str | Path, n_images: int) -> np.ndarray:
     """Labels of an MNIST-style ``idx1-ubyte`` file (optionally gzipped) as uint8 (N,), checked against the images."""
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as exc:
-        raise PrepareError(f"{path}: cannot read idx file ({exc})") from None
+    raw = _read_idx_bytes(path)
     if len(raw) < 8 or raw[:4] != b"\x00\x00\x08\x01":
         raise PrepareError(f"{path}: not an idx1-ubyte label file (magic {raw[:4].hex()!r}, expected 00000801)")
     n = int.from_bytes(raw[4:8], "big")
