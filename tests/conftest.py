@@ -24,6 +24,11 @@ save_model_checkpoint = REFERENCE.module("models.checkpoint").save_model_checkpo
 load_maskgit_config = REFERENCE.module("models.config").load_maskgit_config
 
 
+def pytest_configure(config):
+    for todo in ("todo1", "todo2", "todo3", "todo4"):  # the mutation suite's parameters, by TODO (-k todo4)
+        config.addinivalue_line("markers", f"{todo}: a mutant or variant of {todo.upper()}")
+
+
 def load_script(path: Path):
     """Import a script of the kit (``tools/*.py``, ``bench/*.py``) by its path, under its file name, once.
 

@@ -3,7 +3,11 @@ bug; the generated lab stubs score 0 and the reference 100; its Gradescope JSON 
 code does (raises at import, sys.exit, prints, loops forever, kills the process).
 
 All submissions are graded by one ``tools/batch_grade.py`` run (one child process each, two at a time), the way
-an instructor grades a class.
+an instructor grades a class; only those the selected tests need (each mutant and variant is marked with its TODO):
+
+    python -m pytest tests/test_grader_mutations.py -k "todo4 or reference or stubs"
+
+grades the TODO4 mutants and variants, the reference and the stubs only (a few minutes, not 15+).
 """
 from __future__ import annotations
 
@@ -43,15 +47,36 @@ def lab(tmp_path_factory):
     return dst
 
 
+def by_todo(changes) -> list:
+    """Parameters named after each change, marked with its TODO (``-k todo4`` selects TODO4's)."""
+    return [pytest.param(c, id=c.name, marks=getattr(pytest.mark, c.todo.lower())) for c in changes]
+
+
+def needed(request) -> set[str]:
+    """The submissions the selected tests of this file use (every one in a whole run)."""
+    names = set()
+    for item in request.session.items:
+        if item.module is not request.module:
+            continue
+        names |= {v.name for v in getattr(getattr(item, "callspec", None), "params", {}).values() if hasattr(v, "name")}
+        names |= {m.name for m, test in ((NOISY_EXIT, test_student_prints_and_sys_exit_do_not_break_the_results),
+                                         (IMPORT_ERROR, test_import_error_is_a_clear_failure_not_a_crash))
+                  if item.name == test.__name__}
+    return names
+
+
 @pytest.fixture(scope="module")
-def graded(lab, tmp_path_factory):
-    """Every mutant, the reference and the bare stubs, graded with solutions/ on PYTHONPATH (it must not leak in)."""
+def graded(lab, tmp_path_factory, request):
+    """Every mutant the selected tests need, the reference and the bare stubs, graded with solutions/ on
+    PYTHONPATH (it must not leak in)."""
     root = tmp_path_factory.mktemp("grading")
     subs = root / "submissions"
     write_submission(subs / "reference")
     (subs / "lab_stubs").mkdir()  # no student files: the lab's stubs are graded
+    wanted = needed(request)
     for m in [*MUTANTS, *VARIANTS, NOISY_EXIT, IMPORT_ERROR]:
-        write_submission(subs / m.name, m)
+        if m.name in wanted:
+            write_submission(subs / m.name, m)
     env = {**os.environ, "PYTHONPATH": str(REPO / "solutions")}
     return run_batch(lab, subs, root, env=env)
 
@@ -74,7 +99,7 @@ def assert_only_todo_lost(row: dict, todo: str) -> None:
             assert float(row[other]) == full, f"{other} lost points for a {todo} bug: {row}"
 
 
-@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
+@pytest.mark.parametrize("mutant", by_todo(MUTANTS))
 def test_grader_fails_mutant_in_its_todo_with_a_telling_message(graded, mutant):
     rows, results = graded
     row = rows[mutant.name]
@@ -94,7 +119,7 @@ KNOWN_DIFFERENCES: dict[str, dict[str, str]] = {}
 HIDDEN = "failed the hidden form of this check"
 
 
-@pytest.mark.parametrize("change", [*MUTANTS, *VARIANTS], ids=[m.name for m in [*MUTANTS, *VARIANTS]])
+@pytest.mark.parametrize("change", by_todo([*MUTANTS, *VARIANTS]))
 def test_public_grader_predicts_the_hidden_score(graded, change):
     """A hidden check fails only a check whose public form fails too (students can trust their own run), except
     where listed. A charged check loses all its cases: a case the public run passed then says so."""
@@ -107,6 +132,16 @@ def test_public_grader_predicts_the_hidden_score(graded, change):
         t["output"] for t in tests if t["output"].startswith(HIDDEN)]
 
 
+@pytest.mark.parametrize("mutant", by_todo([m for m in MUTANTS if m.todo == "TODO4"]))
+def test_hidden_forms_alone_catch_each_todo4_bug(graded, mutant):
+    """The extension's hidden forms catch every TODO4 bug themselves: a child that forged a passing public report
+    would still lose those extension points."""
+    rows, results = graded
+    caught = [h["tags"][1] for h in load(results, mutant.name)["hidden"]
+              if h["tags"][0] == "TODO4" and h["status"] == "failed"]
+    assert caught, f"no TODO4 hidden form catches {mutant.name}"
+
+
 def test_hidden_checks_pass_the_reference_and_fail_the_stubs(graded):
     rows, results = graded
     assert load(results, "reference")["hidden"] and all(h["status"] == "passed"
@@ -114,12 +149,14 @@ def test_hidden_checks_pass_the_reference_and_fail_the_stubs(graded):
     assert all(h["status"] == "failed" for h in load(results, "lab_stubs")["hidden"])
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
+@pytest.mark.parametrize("variant", by_todo(VARIANTS))
 def test_correct_code_written_differently_scores_100(graded, variant):
+    """... and the whole extension pool (a hidden form that charged it would cost TODO4 points)."""
     rows, results = graded
     row = rows[variant.name]
     failed = [f"{t['name']}: {t['output']}" for t in load(results, variant.name)["tests"] if t["status"] != "passed"]
     assert row["status"] == "ok" and float(row["score"]) == 100.0, "\n".join(failed) or row
+    assert float(row["TODO4"]) == POINTS["TODO4"], "\n".join(failed) or row
 
 
 def test_reference_scores_100(graded):
