@@ -19,7 +19,8 @@ from pathlib import Path
 from types import ModuleType
 
 STUDENT_FILES = ("models/Transformer/modules/layer.py", "models/VQGAN_Transformer.py", "training_transformer.py",
-                 "inpainting.py", "models/Transformer/class_conditional.py")  # the last: TODO4 (the extension)
+                 "inpainting.py", "models/Transformer/class_conditional.py",  # TODO4 (an extension)
+                 "models/TiTok/titok.py")  # TODO5 (an extension)
 REQUIRED = (*STUDENT_FILES, "utils.py", "models/config.py", "models/checkpoint.py")
 
 

@@ -22,7 +22,8 @@ STUDENT_FILES = ("models/Transformer/modules/layer.py", "models/VQGAN_Transforme
                  "inpainting.py")
 LAYER, MODEL, TRAIN, INPAINT = STUDENT_FILES
 CLASS_COND = "models/Transformer/class_conditional.py"  # TODO4, the extension (a student file too)
-SUBMITTED = (*STUDENT_FILES, CLASS_COND)  # what a submission holds
+TITOK = "models/TiTok/titok.py"  # TODO5, the 1D tokenizer extension (a student file too)
+SUBMITTED = (*STUDENT_FILES, CLASS_COND, TITOK)  # what a submission holds
 BEGIN = re.compile(r"^(\s*)# BEGIN SOLUTION (TODO\d+)(?: \([^)]*\))?: ([^:]+):")
 
 
@@ -88,7 +89,7 @@ class Variant:
 
 
 def write_submission(dest: Path, change=None) -> Path:
-    """The student files of solutions/ (TODO1-4) under ``dest``, with ``change`` (a Mutant, BodyMutant or Variant)
+    """The student files of solutions/ (TODO1-5) under ``dest``, with ``change`` (a Mutant, BodyMutant or Variant)
     applied (None: the reference unchanged)."""
     files = {rel: (SOLUTIONS / rel).read_text() for rel in SUBMITTED}
     if change is not None:

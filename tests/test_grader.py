@@ -69,7 +69,7 @@ def test_declared_points_cover_every_check_and_add_up_to_100(tmp_path):
         pools[c["pool"]][c["todo"]] += c["points"]
     assert pools["core"] == {"TODO1": 30, "TODO2": 35, "TODO3": 35}  # the course's 100 points
     assert sum(pools["core"].values()) == 100
-    assert pools["extension"] == {"TODO4": 25}  # reported beside the 100, never added to them
+    assert pools["extension"] == {"TODO4": 25, "TODO5": 20}  # reported beside the 100, never added to them
     assert set(pools) == {"core", "extension"}
     assert checks["test_attention_output_shape"]["cases"] == 4  # 4 points, 1 per case
     known = load_todos()
@@ -95,8 +95,8 @@ def test_extension_pool_is_reported_beside_the_core_score_never_in_it():
     validate_gradescope(data)
     assert data["score"] == 30 and [t["tags"][2:] for t in data["tests"]] == [[], ["extension"], ["extension"]]
     known = load_todos()
-    assert known.todos["TODO4"].pool == "extension" and {t.pool for t in known.todos.values() if t.id != "TODO4"} \
-        == {"core"}
+    assert {t.id for t in known.todos.values() if t.pool == "extension"} == {"TODO4", "TODO5"}
+    assert {t.pool for t in known.todos.values() if t.id not in ("TODO4", "TODO5")} == {"core"}
     with pytest.raises(TodosError, match="unknown pool 'bonus'"):
         Catalogue.from_json({"todos": {"TODO1": {"title": "t", "parts": [], "pool": "bonus"}}, "checks": {}})
 

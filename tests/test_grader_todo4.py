@@ -52,7 +52,7 @@ def graded(tmp_path_factory) -> dict[str, dict]:
 
 def pools(data: dict) -> tuple[float, float, list[dict]]:
     """(core score, extension score, the extension's tests)."""
-    ext = [t for t in data["tests"] if "extension" in t["tags"]]
+    ext = [t for t in data["tests"] if "extension" in t["tags"] and t["tags"][0] == "TODO4"]  # TODO5: its own file
     return data["score"], sum(t["score"] for t in ext), ext
 
 

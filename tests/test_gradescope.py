@@ -107,7 +107,7 @@ def test_the_zip_holds_what_gradescope_runs(bundle):
         assert re.search(rf"^{re.escape(name)}==[0-9][^\s]*$", pins, re.M), name
     assert re.search(r"^torch==[0-9.]+\+cpu$", pins, re.M) and "download.pytorch.org/whl/cpu" in pins
     names_file = gradescope.read_case_names(source)
-    assert names_file is not None and len(names_file) == 54  # 44 core cases + 10 of the TODO4 extension
+    assert names_file is not None and len(names_file) == 64  # 44 core cases + 10 of TODO4 + 10 of TODO5 (the extension)
 
 
 def test_the_student_release_still_never_ships_the_hidden_checks():
@@ -151,7 +151,7 @@ def test_a_file_that_ends_the_process_at_import_costs_only_what_it_breaks(bundle
     data = run_autograder(bundle[0], tmp_path / "ag", copy_files(REPO / "solutions", change=change))
     scores = per_todo(data)
     assert scores == {"TODO1": 30, "TODO2": 35, "TODO3": 35 - inpainting_py_points(),
-                      "TODO4": 25 - todo4_inpainting_py_points()}, scores  # TODO4: the extension pool
+                      "TODO4": 25 - todo4_inpainting_py_points(), "TODO5": 20}, scores  # TODO4-5: the extension
     assert 0 < inpainting_py_points() < 35 and 0 < todo4_inpainting_py_points() < 25
 
 
@@ -183,7 +183,7 @@ def test_binary_and_oversized_student_files_are_not_graded_and_named(bundle, tmp
     assert "inpainting.py: hw3/code/inpainting.py is 1.1 MB, over the 1 MB" in out
     scores = per_todo(data)
     assert scores == {"TODO1": 0, "TODO2": 35, "TODO3": 35 - inpainting_py_points(),
-                      "TODO4": 25 - todo4_inpainting_py_points()}, scores
+                      "TODO4": 25 - todo4_inpainting_py_points(), "TODO5": 20}, scores
 
 
 def test_a_broken_bundle_still_writes_a_score_0_results_json(bundle, tmp_path):

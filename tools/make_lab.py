@@ -398,7 +398,8 @@ def checks_tables(cat):
               "check names its TODO and the function to look at (`see TODOn: ...`)."]
     if extension:
         which = f"{', '.join(t.id for t in extension)} {'is an' if len(extension) == 1 else 'are'} extension"
-        lines += [f"{which}{'' if len(extension) == 1 else 's'}: a pool of its own, reported beside the total "
+        pool = "a pool of its own" if len(extension) == 1 else "together one pool of their own"
+        lines += [f"{which}{'' if len(extension) == 1 else 's'}: {pool}, reported beside the total "
                   "(`extension: x / n`), never added to it."]
     for todo in cat.todos.values():
         per_file = {}
