@@ -34,7 +34,7 @@ def run_batch(lab: Path, subs: Path, out: Path, *pytest_args: str, env=None) -> 
     results = out / "results"
     cmd = [sys.executable, str(REPO / "tools" / "batch_grade.py"), str(subs), "--out", str(out / "grades.csv"),
            "--base", str(lab), "--jobs", "2", "--timeout", "300", "--results-dir", str(results), "--", *pytest_args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)  # ~120 submissions
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, env=env)  # ~140 submissions
     assert proc.returncode == 0, proc.stdout + proc.stderr
     with open(out / "grades.csv", newline="") as f:
         rows = {r["submission"]: r for r in csv.DictReader(f)}
