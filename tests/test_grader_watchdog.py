@@ -128,7 +128,7 @@ def test_a_correct_copy_passes_through_the_watchdog_unchanged(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "cut short" not in proc.stdout + proc.stderr
     assert "100/100" in proc.stdout
-    assert re.fullmatch(r"=+ 54 passed in [0-9.]+s =+", proc.stdout.rstrip().splitlines()[-1])  # nothing after it
+    assert re.fullmatch(r"=+ [0-9]+ passed in [0-9.]+s =+", proc.stdout.rstrip().splitlines()[-1])  # only passes, last
     validate_gradescope(data)
     assert data["score"] == 100 and not data["output"].startswith("GRADING INCOMPLETE")
 
