@@ -158,7 +158,7 @@ class TrainTiTok:
             with self.autocast():
                 out = self.model(x, codes)
             loss = out.loss + out.q_loss
-            self.optim.zero_grad(set_to_none=True)
+            self.optim.zero_grad()  # set_to_none, torch's default
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
             self.optim.step()
@@ -171,7 +171,7 @@ class TrainTiTok:
                 restarted += self.model.quantizer.restart_dead_codes(z)
             total += out.loss.item()
             batches += 1
-            bar.set_postfix(loss=f"{total / batches:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+            bar.set_postfix_str(f"loss {total / batches:.4f}, lr {self.scheduler.get_last_lr()[0]:.2e}")
         return {"train_loss": total / max(1, batches), "restarted": restarted}
 
     @torch.no_grad()
