@@ -10,8 +10,7 @@ import torch
 
 from models.checkpoint import (
     CheckpointError,
-    check_config,
-    read_checkpoint,
+    load_model_weights,
     save_model_checkpoint,
     tokenizer_differences,
     tokenizer_identity,
@@ -93,16 +92,7 @@ def load_titok(path, cfg: TiTokConfig, teacher: dict | None = None, device="cpu"
     in use (``teacher``, a ``tokenizer_identity``): ``CheckpointError`` naming both files when it was trained on
     another one."""
     model = TiTok(cfg)
-    ckpt = read_checkpoint(path, KIND)
-    check_config(path, ckpt, cfg)
-    check_trained_teacher(path, ckpt, teacher)
-    own = model.state_dict()
-    state = {k: (v.to(own[k].dtype) if k in own and v.is_floating_point() else v)
-             for k, v in ckpt["state_dict"].items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the model: {str(exc).strip().splitlines()[0]}") from None
+    check_trained_teacher(path, load_model_weights(model, path, KIND, cfg), teacher)
     return model.to(device).eval()
 
 
