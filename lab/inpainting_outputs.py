@@ -85,8 +85,12 @@ class InpaintingOutputs:
         (nothing is written to imga/ when ``steps`` is empty)."""
         stage, h = self._staging, self.latent_size
         Image.fromarray(tensor_to_image(output)).save(stage / "test_results" / f"image_{i:03d}.png")
-        grid = torch.stack([(~m).float().view(1, h, h) for m in masks])
-        grid = F.interpolate(grid, size=self.image_size, mode="nearest")
+        if masks[0].numel() == h * h:
+            grid = torch.stack([(~m).float().view(1, h, h) for m in masks])
+            grid = F.interpolate(grid, size=self.image_size, mode="nearest")
+        else:  # 1D tokens (TiTok): no place in the image; each mask drawn as a strip of its K tokens
+            grid = torch.stack([(~m).float().view(1, 1, -1) for m in masks])
+            grid = F.interpolate(grid, size=(max(1, self.image_size // 8), self.image_size), mode="nearest")
         save_image(grid, stage / "mask_scheduling" / f"test_{i}.png", nrow=len(masks), padding=1)
         if steps:
             seq = torch.stack([s.cpu() for s in steps])

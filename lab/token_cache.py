@@ -186,7 +186,7 @@ def build_loaders(model, device, train_dir, val_dir, *, batch_size: int, partial
                    DataLoader(val_set, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                               generator=torch.Generator().manual_seed(seed)))
     else:
-        ckpt = model.cfg.vqgan_ckpt_path
+        ckpt = model.cfg.tokenizer_ckpt_path  # a TiTok MaskGIT: the TiTok file (its ids are the tokens)
         train_tokens = load_or_build_tokens(model, train_set, cache_dir, ckpt, device, "train")
         val_tokens = load_or_build_tokens(model, val_set, cache_dir, ckpt, device, "val")
         loaders = (token_loader(train_tokens, batch_size, shuffle=True, seed=seed, drop_last=True,

@@ -249,7 +249,9 @@ def sweep(args) -> list[dict]:
     temperature = cfg.choice_temperature if args.choice_temperature is None else args.choice_temperature
     # both checkpoints decide the images: a re-trained VQGAN decoder must not be served the old rows
     weights = Path(ckpt).read_bytes() if ckpt else f"random seed {args.seed}".encode()
-    digest = hashlib.sha1(weights + Path(cfg.vqgan_ckpt_path).read_bytes()).hexdigest()[:12]
+    tokenizer = Path(cfg.vqgan_ckpt_path).read_bytes() + (Path(cfg.titok_ckpt_path).read_bytes()
+                                                           if cfg.titok_ckpt_path else b"")
+    digest = hashlib.sha1(weights + tokenizer).hexdigest()[:12]
 
     dataset = LoadTestData(args.test_maskedimage_path, args.test_mask_path)
     if args.limit:
@@ -466,7 +468,7 @@ def plot_decoding_steps(model: MaskGit, dataset, ref, args, temperature: float, 
     pixel_masks = torch.stack([it[1] for it in items]).to(device)
     indices = [it[2] for it in items]
     labels = torch.tensor(cond.labels[:n_images] if cond.labels is not None else [NO_CLASS] * n_images)
-    h = model.cfg.vqgan.latent_size
+    h = model.cfg.token_grid  # None: TiTok's 1D tokens are no place in the image, nothing is grayed
     z, mask = tokens_of(model, images, pixel_masks, args.prefill)
     _, history = decode_tokens(model, z, mask, image_generators(indices, args.seed),
                                decode_settings(args, temperature, total_iter, cond), iterative_decoding,
@@ -475,8 +477,10 @@ def plot_decoding_steps(model: MaskGit, dataset, ref, args, temperature: float, 
     steps = []
     for zs, still_masked in history:
         img = model.decode_to_image(zs)
-        gray = F.interpolate(still_masked.view(-1, 1, h, h).float(), size=(side, side), mode="nearest")
-        steps.append(to_uint8(img * (1 - gray)))  # 0 = mid-gray in [-1, 1]
+        if h is not None:
+            gray = F.interpolate(still_masked.view(-1, 1, h, h).float(), size=(side, side), mode="nearest")
+            img = img * (1 - gray)  # 0 = mid-gray in [-1, 1]
+        steps.append(to_uint8(img))
     final = model.decode_to_image(history[-1][0])
     cols = [to_uint8(images)] + steps
     titles = ["all masked" if generation else "masked"] + [f"step {t + 1}" for t in range(total_iter - 1)]

@@ -85,7 +85,7 @@ def load_model_weights(model: torch.nn.Module, path, kind: str, config) -> dict:
 # ----------------------------------------------------------------------------------------------------
 # Which tokenizer a transformer was trained on
 # ----------------------------------------------------------------------------------------------------
-def _sha256_file(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -116,7 +116,7 @@ def tokenizer_identity(vqgan_ckpt) -> dict:
     path = Path(vqgan_ckpt)
     ckpt = read_checkpoint(path, "vqgan")
     config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
-    return {"path": str(path), "sha256": _sha256_file(path), "codes_sha256": codes_digest(ckpt["state_dict"]),
+    return {"path": str(path), "sha256": file_sha256(path), "codes_sha256": codes_digest(ckpt["state_dict"]),
             "config": config}
 
 

@@ -68,6 +68,20 @@ class MaskGitConfig:
     label_smoothing: float = 0.1
     class_dropout: float = 0.1  # class-conditional training: fraction of images trained with the "no class" id
     source: str = ""  # the YAML file this was read from (for error messages)
+    # MaskGIT on TiTok's 1D tokens (the TODO5 extension; YAML ``TiTok_Configs`` instead of ``VQ_Configs``): the TiTok
+    # config and checkpoint; ``vqgan`` and the ``vqgan_*`` paths are then its teacher's. Empty: the 2D VQGAN.
+    titok_config_path: str = ""
+    titok_ckpt_path: str = ""
+
+    @property
+    def tokenizer_ckpt_path(self) -> str:
+        """The file whose ids the transformer models: the TiTok checkpoint, or else the VQGAN checkpoint."""
+        return self.titok_ckpt_path or self.vqgan_ckpt_path
+
+    @property
+    def token_grid(self) -> int | None:
+        """The side of the token grid (16), or None for 1D tokens (TiTok), which have no place in the image."""
+        return None if self.titok_ckpt_path else self.vqgan.latent_size
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -129,33 +143,38 @@ def load_maskgit_config(path: str | Path) -> MaskGitConfig:
         raise ConfigError(f"{path}: expected a 'model_param' mapping")
     mp = dict(mp)
     script_dir = path.parent.parent
-    vq = mp.pop("VQ_Configs", None)
-    if not isinstance(vq, dict) or not {"VQ_config_path", "VQ_CKPT_path"} <= set(vq):
-        raise ConfigError(f"{path}: model_param.VQ_Configs needs VQ_config_path and VQ_CKPT_path")
+    if "TiTok_Configs" in mp:
+        tokenizer = _titok_tokenizer(path, mp.pop("TiTok_Configs"), script_dir, mp.pop("VQ_Configs", None))
+    else:
+        vq = mp.pop("VQ_Configs", None)
+        if not isinstance(vq, dict) or not {"VQ_config_path", "VQ_CKPT_path"} <= set(vq):
+            raise ConfigError(f"{path}: model_param.VQ_Configs needs VQ_config_path and VQ_CKPT_path")
+        vq_cfg_path = resolve_path(vq["VQ_config_path"], script_dir)
+        tokenizer = {"vqgan": load_vqgan_config(vq_cfg_path), "vqgan_config_path": vq_cfg_path,
+                     "vqgan_ckpt_path": resolve_path(vq["VQ_CKPT_path"], script_dir)}
     tp = mp.pop("Transformer_param", None)
     transformer = _build(TransformerConfig, tp, f"{path}: model_param.Transformer_param")
-    vq_cfg_path = resolve_path(vq["VQ_config_path"], script_dir)
-    vqgan = load_vqgan_config(vq_cfg_path)
     ckpt = mp.pop("Transformer_CKPT_path", "transformer_checkpoints/best.pt")
     top = dataclasses.asdict(_build(_TopLevel, mp, f"{path}: model_param"))
     top["mask_func"] = top.pop("gamma_type")
+    codes, tokens, implied_by = tokenizer.pop("implies", None) or (
+        tokenizer["vqgan"].num_codebook_vectors, tokenizer["vqgan"].latent_size ** 2,
+        f"the VQGAN config {tokenizer['vqgan_config_path']}")
     cfg = MaskGitConfig(
-        vqgan=vqgan,
         transformer=transformer,
-        vqgan_config_path=vq_cfg_path,
-        vqgan_ckpt_path=resolve_path(vq["VQ_CKPT_path"], script_dir),
         transformer_ckpt_path=resolve_path(ckpt, script_dir),
         source=str(path),
+        **tokenizer,
         **top,
     )
     for name, a, b in (
-        ("num_codebook_vectors", cfg.num_codebook_vectors, vqgan.num_codebook_vectors),
-        ("Transformer_param.num_codebook_vectors", transformer.num_codebook_vectors, vqgan.num_codebook_vectors),
-        ("num_image_tokens", cfg.num_image_tokens, vqgan.latent_size**2),
-        ("Transformer_param.num_image_tokens", transformer.num_image_tokens, vqgan.latent_size**2),
+        ("num_codebook_vectors", cfg.num_codebook_vectors, codes),
+        ("Transformer_param.num_codebook_vectors", transformer.num_codebook_vectors, codes),
+        ("num_image_tokens", cfg.num_image_tokens, tokens),
+        ("Transformer_param.num_image_tokens", transformer.num_image_tokens, tokens),
     ):
         if a != b:
-            raise ConfigError(f"{path}: {name} is {a} but the VQGAN config {vq_cfg_path} implies {b}")
+            raise ConfigError(f"{path}: {name} is {a} but {implied_by} implies {b}")
     if transformer.num_classes < 0:
         raise ConfigError(f"{path}: Transformer_param.num_classes must be >= 0 (0 = unconditional), found "
                           f"{transformer.num_classes}")
@@ -164,6 +183,23 @@ def load_maskgit_config(path: str | Path) -> MaskGitConfig:
     if transformer.dim % transformer.num_heads:
         raise ConfigError(f"{path}: dim {transformer.dim} is not divisible by num_heads {transformer.num_heads}")
     return cfg
+
+
+def _titok_tokenizer(path: Path, titok: Any, script_dir: Path, vq: Any) -> dict:
+    """The tokenizer fields of a MaskGIT-on-TiTok config (``TiTok_Configs: {TiTok_config_path, TiTok_CKPT_path}``)."""
+    from models.TiTok.config import load_titok_config  # here: models.TiTok imports this module
+
+    if vq is not None:
+        raise ConfigError(f"{path}: model_param has both VQ_Configs and TiTok_Configs; a MaskGIT on TiTok tokens "
+                          "names its VQGAN in the TiTok config (its teacher)")
+    if not isinstance(titok, dict) or not {"TiTok_config_path", "TiTok_CKPT_path"} <= set(titok):
+        raise ConfigError(f"{path}: model_param.TiTok_Configs needs TiTok_config_path and TiTok_CKPT_path")
+    titok_cfg_path = resolve_path(titok["TiTok_config_path"], script_dir)
+    run = load_titok_config(titok_cfg_path)
+    return {"vqgan": run.teacher, "vqgan_config_path": run.teacher_config_path,
+            "vqgan_ckpt_path": run.teacher_ckpt_path, "titok_config_path": titok_cfg_path,
+            "titok_ckpt_path": resolve_path(titok["TiTok_CKPT_path"], script_dir),
+            "implies": (run.titok.codebook_size, run.titok.num_latent_tokens, f"the TiTok config {titok_cfg_path}")}
 
 
 def with_tokenizer(cfg: MaskGitConfig, vqgan_ckpt: str | Path | None) -> MaskGitConfig:

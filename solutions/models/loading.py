@@ -20,12 +20,23 @@ def load_maskgit(cfg: MaskGitConfig, device="cpu", transformer_ckpt=None, vqgan_
     ``model.tokenizer`` is the VQGAN's ``tokenizer_identity``: the training scripts store it in every transformer
     checkpoint and token cache they write.
 
+    A config with ``TiTok_Configs`` (MaskGIT on TiTok's 1D tokens) gets ``models.TiTok.tokenizer.TiTokTokenizer``
+    in place of the VQGAN (``vqgan_ckpt`` then names its teacher), and ``model.tokenizer`` is its ``titok_identity``.
+
     ``grow_classes`` (training's ``--init-from``): a class-conditional ``cfg`` may start from an unconditional
     checkpoint of the same architecture; its weights are copied and the class token's new rows start fresh."""
     vqgan_path = vqgan_ckpt or cfg.vqgan_ckpt_path
-    vqgan = load_vqgan(cfg.vqgan, vqgan_path, device)
-    model = MaskGit(cfg, vqgan=vqgan)
-    model.tokenizer = tokenizer_identity(vqgan_path)
+    if cfg.titok_ckpt_path:  # MaskGIT on TiTok's 1D tokens: TiTok + its teacher are the tokenizer
+        from models.TiTok import load_titok_config, with_teacher
+        from models.TiTok.tokenizer import load_titok_tokenizer
+
+        run = with_teacher(load_titok_config(cfg.titok_config_path), vqgan_path)
+        tokenizer, identity = load_titok_tokenizer(run, cfg.titok_ckpt_path, device)
+        model = MaskGit(cfg, vqgan=tokenizer)
+        model.tokenizer = identity
+    else:
+        model = MaskGit(cfg, vqgan=load_vqgan(cfg.vqgan, vqgan_path, device))
+        model.tokenizer = tokenizer_identity(vqgan_path)
     if transformer_ckpt is not None:
         ckpt = read_checkpoint(transformer_ckpt, "transformer")
         stored = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
