@@ -35,6 +35,9 @@ MaskGitConfig, load_maskgit_config = _config.MaskGitConfig, _config.load_maskgit
 _vqgan = REFERENCE.module("models.VQGAN")
 VQGAN, load_vqgan = _vqgan.VQGAN, _vqgan.load_vqgan
 MaskGit = REFERENCE.module("models.VQGAN_Transformer").MaskGit
+load_maskgit = REFERENCE.module("models.loading").load_maskgit
+_titok = REFERENCE.module("models.TiTok")
+_titok_tokenizer = REFERENCE.module("models.TiTok.tokenizer")
 _token_cache = REFERENCE.module("token_cache")
 encode_folder, token_loader = _token_cache.encode_folder, _token_cache.token_loader
 TrainTransformer = REFERENCE.module("training_transformer").TrainTransformer
@@ -181,6 +184,8 @@ def load_bench_model(config: str | Path, random_init: bool = False, seed: int = 
     cfg = load_maskgit_config(config)
     torch.manual_seed(seed)
     notes = []
+    if cfg.titok_ckpt_path:  # MaskGIT on TiTok's 1D tokens
+        return _load_titok_bench_model(cfg, random_init)
     if not random_init and Path(cfg.vqgan_ckpt_path).is_file():
         vqgan = load_vqgan(cfg.vqgan, cfg.vqgan_ckpt_path)
         notes.append(f"VQGAN weights: {cfg.vqgan_ckpt_path}")
@@ -196,6 +201,22 @@ def load_bench_model(config: str | Path, random_init: bool = False, seed: int = 
         why = "--random-init" if random_init else f"{cfg.transformer_ckpt_path} not found"
         notes.append(f"transformer weights: random ({why})")
     return model.eval(), notes
+
+
+def _load_titok_bench_model(cfg: MaskGitConfig, random_init: bool) -> tuple[MaskGit, list[str]]:
+    """``load_bench_model`` for a MaskGIT-on-TiTok config: the shipped TiTok, teacher and transformer when all are
+    present, else random weights (the TiTok and its teacher random together: a trained TiTok needs its teacher)."""
+    files = (cfg.vqgan_ckpt_path, cfg.titok_ckpt_path)
+    if not random_init and all(Path(f).is_file() for f in files):
+        has_transformer = Path(cfg.transformer_ckpt_path).is_file()
+        model = load_maskgit(cfg, transformer_ckpt=cfg.transformer_ckpt_path if has_transformer else None)
+        notes = [f"TiTok weights: {cfg.titok_ckpt_path} (teacher {cfg.vqgan_ckpt_path})",
+                 f"1D transformer weights: {cfg.transformer_ckpt_path if has_transformer else 'random (not found)'}"]
+        return model.eval(), notes
+    run = _titok.load_titok_config(cfg.titok_config_path)
+    tokenizer = _titok_tokenizer.TiTokTokenizer(_titok.TiTok(run.titok), VQGAN(cfg.vqgan))
+    why = "--random-init" if random_init else "a checkpoint not found"
+    return MaskGit(cfg, vqgan=tokenizer).eval(), [f"TiTok, teacher and 1D transformer weights: random ({why})"]
 
 
 def load_test_split(data_root: str | Path, limit: int | None = None):

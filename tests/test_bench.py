@@ -16,7 +16,7 @@ def bench_args(setup, *extra):
 
 def test_quick_bench_reports_every_section(tiny_setup, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    results = bench.main(bench_args(tiny_setup, "--skip", "grader", "--json", str(out)))
+    results = bench.main(bench_args(tiny_setup, "--skip", "grader", "tokens1d", "--json", str(out)))
     saved = json.loads(out.read_text())
     assert saved["machine"]["cores"] >= 1 and saved["machine"]["torch"] == torch.__version__
     inp = saved["inpaint"]
@@ -43,7 +43,7 @@ def test_training_section_runs_without_a_train_split(tiny_setup, capsys):
     shutil.rmtree(d / "train")
     shutil.copytree(d / "masked_image", d / "ground_truth")
     results = bench.main(bench_args(tiny_setup, "--skip", "grader", "inpaint", "flops", "steps",
-                                         "generation"))
+                                         "generation", "tokens1d"))
     assert results["training"]["images_dir"] == str(d / "ground_truth")
     assert results["training"]["cache_bf16"]["images_per_s"] > 0
     assert "make data" in capsys.readouterr().out

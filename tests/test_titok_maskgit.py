@@ -8,7 +8,7 @@ import torch
 import yaml
 from test_titok import TINY, write_titok_config
 
-from conftest import REPO, load_script, save_model_checkpoint, write_images, write_test_split
+from conftest import REPO, load_script, save_model_checkpoint, write_images, write_test_split, write_tiny_config
 from models.checkpoint import CheckpointError, tokenizer_identity
 from models.config import ConfigError, load_maskgit_config
 from models.TiTok import TiTok, load_titok_config
@@ -167,3 +167,17 @@ def test_reconstruction_rows(setup):
     assert rec.shape == images.shape and acc == pytest.approx(expected)
     with pytest.raises(SystemExit):
         script.build_parser().parse_args(["--titok", "no-equals-sign"])
+
+
+def test_bench_times_256_tokens_against_1d_tokens(setup, capsys):
+    load_script(REPO / "bench" / "measure.py")  # run.py imports it by name, as test_bench.py loads it
+    bench = load_script(REPO / "bench" / "run.py")
+    config_2d = write_tiny_config(setup["root"])  # the same tiny VQGAN (TiTok's teacher), a random transformer
+    results = bench.main(["--quick", "--threads", "1", "--config", str(config_2d), "--titok-config",
+                          str(setup["config"]), "--data-root", str(setup["root"] / "data"), "--skip", "inpaint",
+                          "flops", "steps", "generation", "training", "grader"])
+    t1 = results["tokens1d"]
+    assert t1["tokens"] == {"tokens2d": 256, "tokens1d": K} and t1["images"] == 2
+    assert t1["tokens2d"]["cpu_s"] > 0 and t1["tokens1d"]["cpu_s"] > 0 and t1["ratio"]["cpu"] > 0
+    assert "TiTok weights: " in " ".join(results["notes"])
+    assert f"7 generation T=8: 256 tokens vs {K} TiTok tokens (2 imgs" in capsys.readouterr().out
