@@ -181,3 +181,15 @@ def test_bench_times_256_tokens_against_1d_tokens(setup, capsys):
     assert t1["tokens2d"]["cpu_s"] > 0 and t1["tokens1d"]["cpu_s"] > 0 and t1["ratio"]["cpu"] > 0
     assert "TiTok weights: " in " ".join(results["notes"])
     assert f"7 generation T=8: 256 tokens vs {K} TiTok tokens (2 imgs" in capsys.readouterr().out
+
+
+def test_inpainting_script_writes_1d_token_masks(setup):
+    from PIL import Image
+    script = load_script(REPO / "solutions" / "inpainting.py")
+    data, out = setup["root"] / "data", setup["root"] / "out"
+    script.main(["--config", str(setup["config"]), "--random-init", "--composite", "--total-iter", "2",
+                 "--test-maskedimage-path", str(data / "masked_image"), "--test-mask-path", str(data / "mask64"),
+                 "--output-dir", str(out), "--device", "cpu"])
+    assert len(list((out / "test_results").glob("*.png"))) == 3
+    strip = np.asarray(Image.open(out / "mask_scheduling" / "test_0.png"))
+    assert strip.shape[0] < strip.shape[1] / 2  # one strip of K tokens per step, not a 64x64 grid
