@@ -10,10 +10,13 @@ import mutants_todo1
 import mutants_todo2
 import mutants_todo3
 import mutants_todo4
+import mutants_todo5
 from mutation_kit import INPAINT, LAYER, MODEL, STUDENT_FILES, Mutant, write_submission  # noqa: F401
 
-MUTANTS = [*mutants_todo1.MUTANTS, *mutants_todo2.MUTANTS, *mutants_todo3.MUTANTS, *mutants_todo4.MUTANTS]
-VARIANTS = [*mutants_todo1.VARIANTS, *mutants_todo2.VARIANTS, *mutants_todo3.VARIANTS, *mutants_todo4.VARIANTS]
+MUTANTS = [*mutants_todo1.MUTANTS, *mutants_todo2.MUTANTS, *mutants_todo3.MUTANTS, *mutants_todo4.MUTANTS,
+           *mutants_todo5.MUTANTS]
+VARIANTS = [*mutants_todo1.VARIANTS, *mutants_todo2.VARIANTS, *mutants_todo3.VARIANTS, *mutants_todo4.VARIANTS,
+            *mutants_todo5.VARIANTS]
 _names = [m.name for m in [*MUTANTS, *VARIANTS]]
 assert len(_names) == len(set(_names)), "mutant and variant names must be unique"
 

@@ -7,7 +7,8 @@ an instructor grades a class; only those the selected tests need (each mutant an
 
     python -m pytest tests/test_grader_mutations.py -k "todo4 or reference or stubs"
 
-grades the TODO4 mutants and variants, the reference and the stubs only (a few minutes, not 15+).
+grades the TODO4 mutants and variants, the reference and the stubs only (a few minutes, not 15+); ``-k todo5``
+the TiTok extension's.
 """
 from __future__ import annotations
 
@@ -133,14 +134,14 @@ def test_public_grader_predicts_the_hidden_score(graded, change):
         t["output"] for t in tests if t["output"].startswith(HIDDEN)]
 
 
-@pytest.mark.parametrize("mutant", by_todo([m for m in MUTANTS if m.todo == "TODO4"]))
-def test_hidden_forms_alone_catch_each_todo4_bug(graded, mutant):
-    """The extension's hidden forms catch every TODO4 bug themselves: a child that forged a passing public report
-    would still lose those extension points."""
+@pytest.mark.parametrize("mutant", by_todo([m for m in MUTANTS if m.todo in EXTENSIONS]))
+def test_hidden_forms_alone_catch_each_extension_bug(graded, mutant):
+    """The extension's hidden forms catch every TODO4 and TODO5 bug themselves: a child that forged a passing public
+    report would still lose those extension points."""
     rows, results = graded
     caught = [h["tags"][1] for h in load(results, mutant.name)["hidden"]
-              if h["tags"][0] == "TODO4" and h["status"] == "failed"]
-    assert caught, f"no TODO4 hidden form catches {mutant.name}"
+              if h["tags"][0] == mutant.todo and h["status"] == "failed"]
+    assert caught, f"no {mutant.todo} hidden form catches {mutant.name}"
 
 
 def test_hidden_checks_pass_the_reference_and_fail_the_stubs(graded):
@@ -152,12 +153,12 @@ def test_hidden_checks_pass_the_reference_and_fail_the_stubs(graded):
 
 @pytest.mark.parametrize("variant", by_todo(VARIANTS))
 def test_correct_code_written_differently_scores_100(graded, variant):
-    """... and the whole extension pool (a hidden form that charged it would cost TODO4 points)."""
+    """... and the whole extension pool (a hidden form that charged it would cost TODO4 or TODO5 points)."""
     rows, results = graded
     row = rows[variant.name]
     failed = [f"{t['name']}: {t['output']}" for t in load(results, variant.name)["tests"] if t["status"] != "passed"]
     assert row["status"] == "ok" and float(row["score"]) == 100.0, "\n".join(failed) or row
-    assert float(row["TODO4"]) == POINTS["TODO4"], "\n".join(failed) or row
+    assert all(float(row[t]) == POINTS[t] for t in EXTENSIONS), "\n".join(failed) or row
 
 
 def test_reference_scores_100(graded):
