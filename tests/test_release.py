@@ -338,8 +338,8 @@ def test_with_transformer_and_bad_input(tmp_path, capsys):
     # --force replaces it; --with-transformer adds the transformer and the command to use it
     assert make_release.main(["--out", str(out), "--with-transformer", "--force"]) == 0
     assert not (out / "notes.txt").exists()
-    assert (out / "checkpoints" / "transformer.pt").read_bytes() == \
-        (REPO / "checkpoints" / "transformer.pt").read_bytes()
+    for name in make_release.HANDED_OUT:  # the transformers and the TiTok track's models
+        assert (out / "checkpoints" / name).read_bytes() == (REPO / "checkpoints" / name).read_bytes(), name
     note = (out / "checkpoints" / "README.md").read_text()
     assert "--load-transformer-ckpt-path ../checkpoints/transformer.pt" in note
     with zipfile.ZipFile(zip_path) as zf:

@@ -13,8 +13,8 @@ The release holds what a student needs and nothing of the reference:
     grader/              the public checks (conftest.py, test_*.py, _*.py, README.md)
     maskgit_kit/         the package: scoring command, FID weights, the autograder's machinery
     data/fashion64/      the committed test splits (masked_image/, mask64/, ground_truth/, splits/; LICENSE, README)
-    checkpoints/         vqgan.pt, classifier.pt and a short note (transformer.pt and transformer_class.pt only
-                         with --with-transformer)
+    checkpoints/         vqgan.pt, classifier.pt and a short note (the trained transformers and TiTok tokenizers,
+                         HANDED_OUT, only with --with-transformer)
 
 Never shipped: solutions/, tests/, bench/, tools/, docs/ (other than the guide), .ci/, generated outputs.
 The paths keep the repository's layout, so lab/config's ``../checkpoints/vqgan.pt`` works in the release.
@@ -53,6 +53,9 @@ DATA = Path("data") / "fashion64"
 DATA_SPLITS = ("masked_image", "mask64", "ground_truth", "splits")  # splits/: the large-hole test splits
 DATA_FILES = ("LICENSE-fashion-mnist.txt", "README.md", "meta.json")
 TRIVIAL_CHARS = 22
+# the trained models --with-transformer hands out (the solutions' outputs: never by default)
+HANDED_OUT = ("transformer.pt", "transformer_class.pt", "titok_k32.pt", "titok_k64.pt", "transformer_titok32.pt",
+              "transformer_titok32_class.pt")
 TRANSFORMER_FLAG = "--load-transformer-ckpt-path"  # the lab option the checkpoint note gives for transformer.pt
 STORED = (".png", ".pt", ".zip", ".gz")  # already compressed: stored in the zip as they are
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed: the same inputs give the same zip
@@ -121,6 +124,10 @@ def checkpoint_note(with_transformer: bool) -> str:
             "  python inpainting.py --split generation --class test --guidance 2 --config config/MaskGit_class.yml \\",
             f"      {TRANSFORMER_FLAG} ../checkpoints/transformer_class.pt",
             "  ```",
+            "- `titok_k32.pt`, `titok_k64.pt`: trained TiTok 1D tokenizers of `lab/config/TiTok_k32.yml` / `_k64.yml`",
+            "  (the TODO5 extension), and `transformer_titok32.pt` / `transformer_titok32_class.pt`, MaskGIT on",
+            "  their 32 tokens; `lab/config/MaskGit_titok32.yml` reads `lab/titok_checkpoints/best.pt` (your own",
+            "  TiTok) unless you copy `titok_k32.pt` there. They run your TODO5 code: use them once its checks pass.",
         ]
     lines += ["", "Both kinds are kit checkpoints: `torch.load(path, weights_only=True)` reads them (no pickled code).",
               ""]
@@ -166,7 +173,7 @@ def plan(src: Path, guide: Path, with_transformer: bool) -> tuple[dict[str, byte
         if not (REPO / DATA / name).is_file():
             raise ReleaseError(f"{REPO / DATA / name}: missing")
         items[(DATA / name).as_posix()] = REPO / DATA / name
-    ckpts = ["vqgan.pt", "classifier.pt"] + (["transformer.pt", "transformer_class.pt"] if with_transformer else [])
+    ckpts = ["vqgan.pt", "classifier.pt"] + (list(HANDED_OUT) if with_transformer else [])
     for name in ckpts:
         if not (REPO / "checkpoints" / name).is_file():
             raise ReleaseError(f"{REPO / 'checkpoints' / name}: missing")
