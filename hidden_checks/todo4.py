@@ -15,6 +15,9 @@ from types import SimpleNamespace
 
 import torch
 
+from maskgit_kit.autograder.judging import Bad
+from maskgit_kit.autograder.judging import judged as _judged
+from maskgit_kit.autograder.judging import paired_cases as _cases
 from maskgit_kit.autograder.trusted import Probe
 
 TODO = "TODO4"
@@ -25,10 +28,6 @@ SCHEDULE, SWEET, CONDITIONED, RAMP = ("test_guided_schedule_and_history", "test_
                                       "test_guided_steps_are_conditioned", "test_guided_ramp")
 CLASS_IDS, FORWARD, GUIDED = "todo4_class_ids", "todo4_forward", "todo4_guided"
 NO_CLASS = -1  # the documented "no class" label (class_conditional.NO_CLASS)
-
-
-class Bad(Exception):
-    """An observation that fails the probe (its message says why)."""
 
 
 # --- drawing inputs ----------------------------------------------------------------------------------------------
@@ -89,33 +88,6 @@ def _fwd(g, sizes, batch: int, labels, train=False, guidance=1.0, class_dropout=
 
 
 # --- judging helpers ---------------------------------------------------------------------------------------------
-def _judged(check: str, body):
-    """A judge that charges ``check`` with the reason of the first ``Bad`` it meets."""
-    def judge(ctx) -> dict[str, str]:
-        try:
-            body(ctx)
-        except Bad as why:
-            return {check: str(why)[:500]}
-        return {}
-    judge.__name__ = f"judge_{check}"
-    return judge
-
-
-def _cases(ctx) -> list[tuple[dict, dict, dict]]:
-    """(inputs, the child's result, the reference's) per case; a missing or failed case is ``Bad``."""
-    got, want = ctx.observed.get("cases"), ctx.expected.get("cases")
-    if not isinstance(got, list) or len(got) != len(ctx.inputs["cases"]):
-        raise Bad(str(ctx.observed.get("error") or "no result for every case")[:300])
-    out = []
-    for case, g, w in zip(ctx.inputs["cases"], got, want, strict=True):
-        if not isinstance(g, dict):
-            raise Bad("no result")
-        if "error" in g:
-            raise Bad(str(g["error"])[:300])
-        out.append((case, g, w))
-    return out
-
-
 def _desc(x) -> str:
     return f"{tuple(x.shape)} {str(x.dtype).replace('torch.', '')}" if isinstance(x, torch.Tensor) else \
         type(x).__name__

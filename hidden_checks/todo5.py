@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import torch
 
+from maskgit_kit.autograder.judging import Bad
+from maskgit_kit.autograder.judging import judged as _judged
+from maskgit_kit.autograder.judging import paired_cases as _cases
 from maskgit_kit.autograder.trusted import Probe
 
 TODO = "TODO5"
@@ -22,10 +25,6 @@ LAYOUT, MEAN_CE, BF16, LOSS_ALONE = ("test_proxy_logits_layout", "test_proxy_los
                                      "test_proxy_loss_is_float32_for_bfloat16_outputs",
                                      "test_proxy_loss_leaves_inputs_alone")
 CALLS = "todo5_calls"
-
-
-class Bad(Exception):
-    """An observation that fails the probe (its message says why)."""
 
 
 def _int(g, lo: int, hi: int) -> int:
@@ -74,31 +73,6 @@ def _inputs(seed, reference, call: str, batches, zero_positions=False, dtype=tor
                     "grad": grad}
         cases.append(case)
     return {"config": config, "state": state, "sizes": s, "cases": cases}
-
-
-def _judged(check: str, body):
-    def judge(ctx) -> dict[str, str]:
-        try:
-            body(ctx)
-        except Bad as why:
-            return {check: str(why)[:500]}
-        return {}
-    judge.__name__ = f"judge_{check}"
-    return judge
-
-
-def _cases(ctx) -> list[tuple[dict, dict, dict]]:
-    got, want = ctx.observed.get("cases"), ctx.expected.get("cases")
-    if not isinstance(got, list) or len(got) != len(ctx.inputs["cases"]):
-        raise Bad(str(ctx.observed.get("error") or "no result for every case")[:300])
-    out = []
-    for case, g, w in zip(ctx.inputs["cases"], got, want, strict=True):
-        if not isinstance(g, dict):
-            raise Bad("no result")
-        if "error" in g:
-            raise Bad(str(g["error"])[:300])
-        out.append((case, g, w))
-    return out
 
 
 def _where(ctx, case) -> str:

@@ -7,22 +7,10 @@ after the call, and which parameters the call changed.
 """
 from __future__ import annotations
 
+from .common import guarded as _guarded
+from .common import plain as _plain
+
 TITOK = "models.TiTok"
-
-
-def _plain(x):
-    """A tensor returned by student code, as a plain CPU tensor (anything else is an error)."""
-    import torch
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"returned a {type(x).__name__}, not a tensor")
-    return x.detach().to("cpu").clone().as_subclass(torch.Tensor)
-
-
-def _guarded(fn, *args) -> dict:
-    try:
-        return fn(*args)
-    except Exception as exc:  # noqa: BLE001 - reported, judged by the trusted side
-        return {"error": f"{type(exc).__name__}: {exc}"[:500]}
 
 
 def _changed(model, state: dict) -> list[str]:
