@@ -99,8 +99,9 @@ def tokenize_masked(model: MaskGit, images, pixel_masks, prefill: str = "laplace
     why), and the token mask bool (B, N), True = to inpaint. A MaskGIT on TiTok's 1D tokens masks every token of
     an image with a hole (a 1D token is no place in the image: ``models.TiTok.tokenizer``)."""
     _, z_indices = model.encode_to_z(prefill_holes(images, pixel_masks, prefill))
-    if getattr(model.vqgan, "one_dimensional", False):  # TiTok's 1D tokens: all K tokens of an image with a hole
-        return z_indices, model.vqgan.token_mask(pixel_masks).to(z_indices.device)
+    tokenizer = getattr(model, "vqgan", None)
+    if getattr(tokenizer, "one_dimensional", False):  # TiTok's 1D tokens: all K tokens of an image with a hole
+        return z_indices, tokenizer.token_mask(pixel_masks).to(z_indices.device)
     return z_indices, latent_mask(pixel_masks, model.cfg.vqgan.latent_size).to(z_indices.device)
 
 
