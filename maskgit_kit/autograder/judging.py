@@ -1,7 +1,7 @@
-"""What the hidden checks' judges share (``hidden_checks/todo*.py``): a ``Bad`` observation, a judge that charges
+"""What the hidden checks' judges share (the instructor-only probes): a ``Bad`` observation, a judge that charges
 one public check with the first one it meets, and the per-case pairing of the child's and the reference's results.
 
-Generic on purpose: it says how a verdict is formed, never what is expected (that stays in ``hidden_checks/``)."""
+Generic on purpose: it says how a verdict is formed, never what is expected (that stays with the probes)."""
 from __future__ import annotations
 
 
