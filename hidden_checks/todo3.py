@@ -13,6 +13,8 @@ import math
 
 import torch
 
+from maskgit_kit.autograder.judging import Bad
+from maskgit_kit.autograder.judging import judged as _judged
 from maskgit_kit.autograder.trusted import Probe
 
 TODO = "TODO3"
@@ -26,10 +28,6 @@ LOOP, FILLS, SWEET, KEEPS = ("test_loop_schedule_and_arguments", "test_loop_fill
                              "test_loop_sweet_spot_stops_early", "test_loop_keeps_each_steps_predictions")
 RUN = "test_run_saves_images_in_test_order"
 STEP, DECODE, INPAINT_RUN = "inpainting_step", "iterative_decoding", "inpainting_run"
-
-
-class Bad(Exception):
-    """An observation that fails the probe (its message says why)."""
 
 
 # --- drawing inputs ----------------------------------------------------------------------------------------------
@@ -122,18 +120,6 @@ def _pair(got, shape) -> tuple[torch.Tensor, torch.Tensor]:
             tuple(new_mask.shape) != tuple(shape):
         raise Bad(f"new_mask is {_desc(new_mask)}, not bool {tuple(shape)}")
     return z_pred, new_mask
-
-
-def _judged(check: str, body):
-    """A judge that charges ``check`` with the reason of the first ``Bad`` it meets."""
-    def judge(ctx) -> dict[str, str]:
-        try:
-            body(ctx)
-        except Bad as why:
-            return {check: str(why)[:500]}
-        return {}
-    judge.__name__ = f"judge_{check}"
-    return judge
 
 
 def _gamma(ctx, r: float) -> float:

@@ -4,50 +4,19 @@ costs extension points, in TODO4 checks whose feedback names it; correct code wr
 earn the whole pool (the reference also the core 100: the pools are apart); the lab's stubs earn none of it."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-
 import mutants_todo4
 import pytest
-from mutation_kit import write_submission
-from test_grader import LEAN, validate_gradescope
+from extension_grading import grade_changes
 
-from conftest import tool
-
-REPO = Path(__file__).resolve().parent.parent
 EXTENSION = 25.0
 CHANGES = [*mutants_todo4.MUTANTS, *mutants_todo4.VARIANTS]
-
-
-def grade(tree: Path, out: Path, *args: str) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "pytest", str(REPO / "grader"), "--impl", str(tree), "-q",
-                           "--gradescope", str(out), *args, *LEAN], cwd=tree.parent, capture_output=True, text=True,
-                          timeout=600)
-    assert out.is_file(), proc.stdout + proc.stderr
-    data = json.loads(out.read_text())
-    validate_gradescope(data)
-    return data
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory) -> dict[str, dict]:
     """Every TODO4 mutant and variant (their TODO4 checks only: that they keep the core 100 is
     test_grader_mutations.py's), the reference and the stubs (all checks), each a fresh lab with its student files."""
-    root = tmp_path_factory.mktemp("todo4")
-    trees = {}
-    for name, change in [("reference", None), ("lab_stubs", False), *((c.name, c) for c in CHANGES)]:
-        tree = root / name / "lab"
-        assert tool("make_lab").main(["--dst", str(tree), "--no-parts"]) == 0
-        if change is not False:
-            write_submission(tree, change)
-        trees[name] = tree
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = pool.map(lambda item: (item[0], grade(item[1], item[1].parent / "results.json", *(
-            [] if item[0] in ("reference", "lab_stubs") else ["--todo", "TODO4"]))), trees.items())
-        return dict(results)
+    return grade_changes(tmp_path_factory.mktemp("todo4"), "TODO4", CHANGES)
 
 
 def pools(data: dict) -> tuple[float, float, list[dict]]:

@@ -4,50 +4,19 @@ the reference earn all of TODO5's points (the reference also the core 100 and th
 pools are apart); the lab's stubs earn none of them."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-
 import mutants_todo5
 import pytest
-from mutation_kit import write_submission
-from test_grader import LEAN, validate_gradescope
+from extension_grading import grade_changes
 
-from conftest import tool
-
-REPO = Path(__file__).resolve().parent.parent
 TODO5_POINTS = 20.0
 CHANGES = [*mutants_todo5.MUTANTS, *mutants_todo5.VARIANTS]
-
-
-def grade(tree: Path, out: Path, *args: str) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "pytest", str(REPO / "grader"), "--impl", str(tree), "-q",
-                           "--gradescope", str(out), *args, *LEAN], cwd=tree.parent, capture_output=True, text=True,
-                          timeout=600)
-    assert out.is_file(), proc.stdout + proc.stderr
-    data = json.loads(out.read_text())
-    validate_gradescope(data)
-    return data
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory) -> dict[str, dict]:
     """Every TODO5 mutant and variant (their TODO5 checks only), the reference and the stubs (all checks), each a
     fresh lab with its student files."""
-    root = tmp_path_factory.mktemp("todo5")
-    trees = {}
-    for name, change in [("reference", None), ("lab_stubs", False), *((c.name, c) for c in CHANGES)]:
-        tree = root / name / "lab"
-        assert tool("make_lab").main(["--dst", str(tree), "--no-parts"]) == 0
-        if change is not False:
-            write_submission(tree, change)
-        trees[name] = tree
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = pool.map(lambda item: (item[0], grade(item[1], item[1].parent / "results.json", *(
-            [] if item[0] in ("reference", "lab_stubs") else ["--todo", "TODO5"]))), trees.items())
-        return dict(results)
+    return grade_changes(tmp_path_factory.mktemp("todo5"), "TODO5", CHANGES)
 
 
 def todo5(data: dict) -> tuple[float, float, list[dict]]:

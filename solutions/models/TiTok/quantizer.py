@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.VQGAN.codebook import CodebookUsage, codebook_usage
+from models.VQGAN.codebook import CodebookUsage, codebook_usage, quantize_rows
 
 
 class TokenQuantizer(nn.Module):
@@ -48,15 +48,7 @@ class TokenQuantizer(nn.Module):
         codebook loss + beta x commitment loss (van den Oord et al., 2017).
         """
         B, K, D = z.shape
-        with torch.autocast(device_type=z.device.type, enabled=False):
-            z_flat = z.float().reshape(B * K, D)  # (B*K, D), token-major rows
-            if self.l2_normalized:
-                z_flat = F.normalize(z_flat, dim=1)
-            codes = self.codes()
-            ids = torch.cdist(z_flat, codes).argmin(dim=1)  # (B*K,)
-            z_q = codes[ids]
-            q_loss = F.mse_loss(z_q, z_flat.detach()) + self.beta * F.mse_loss(z_flat, z_q.detach())
-            z_q = z_q.detach() + (z_flat - z_flat.detach())  # straight-through: exactly the codes, the gradient of z
+        z_q, ids, q_loss = quantize_rows(z.reshape(B * K, D), self.codes, self.beta, self.l2_normalized)  # token-major
         if self.training:
             self.usage += torch.bincount(ids, minlength=self.codebook_size).to(self.usage)
         return z_q.reshape(B, K, D), ids.reshape(B, K), q_loss

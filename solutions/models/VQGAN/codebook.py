@@ -28,6 +28,31 @@ def codebook_usage(indices: torch.Tensor, num_codes: int) -> CodebookUsage:
     return CodebookUsage(int((counts > 0).sum()), float(entropy.exp()))
 
 
+def quantize_rows(z_flat: torch.Tensor, codes, beta: float, l2_normalized: bool):
+    """The nearest-code step both quantisers share (the VQGAN's grid and TiTok's 1D tokens).
+
+    Inputs: z_flat float (N, D), one latent per row; ``codes``, a callable giving the code vectors float (K, D) as
+    the lookup sees them (called inside, so they are read in float32).
+    Returns z_q_flat float (N, D), exactly the chosen codes with z's gradient passed straight through (on the
+    normalised z when ``l2_normalized``); ids int64 (N,); q_loss, a float scalar: codebook loss plus ``beta`` x
+    commitment loss (van den Oord et al. 2017).
+    """
+    # distances and losses in float32 even under bf16 autocast: argmin ties and tiny losses matter here
+    with torch.autocast(device_type=z_flat.device.type, enabled=False):
+        z_flat = z_flat.float()
+        if l2_normalized:
+            z_flat = F.normalize(z_flat, dim=1)
+        code_vectors = codes()                                              # (K, D)
+        ids = torch.cdist(z_flat, code_vectors).argmin(dim=1)              # (N,)
+        z_q_flat = code_vectors[ids]                                        # (N, D)
+        # codebook loss pulls codes to the encoder outputs; commitment loss keeps the encoder near its codes
+        q_loss = F.mse_loss(z_q_flat, z_flat.detach()) + beta * F.mse_loss(z_flat, z_q_flat.detach())
+        # straight-through estimator: the value is exactly the code (adding z - z = 0 changes no bit),
+        # the gradient w.r.t. z_q is handed unchanged to z
+        z_q_flat = z_q_flat.detach() + (z_flat - z_flat.detach())
+    return z_q_flat, ids, q_loss
+
+
 class Codebook(nn.Module):
     """K learned code vectors of size D; ``forward`` quantises a latent grid.
 
@@ -61,18 +86,7 @@ class Codebook(nn.Module):
         ``beta`` x commitment loss (van den Oord et al. 2017).
         """
         B, D, h, w = z.shape
-        # distances and losses in float32 even under bf16 autocast: argmin ties and tiny losses matter here
-        with torch.autocast(device_type=z.device.type, enabled=False):
-            z_flat = z.float().permute(0, 2, 3, 1).reshape(B * h * w, D)  # (N, D), N = B*h*w
-            if self.l2_normalized:
-                z_flat = F.normalize(z_flat, dim=1)
-            codes = self.codes()                                            # (K, D)
-            indices = torch.cdist(z_flat, codes).argmin(dim=1)              # (N,)
-            z_q_flat = codes[indices]                                       # (N, D)
-            # codebook loss pulls codes to the encoder outputs; commitment loss keeps the encoder near its codes
-            q_loss = F.mse_loss(z_q_flat, z_flat.detach()) + self.beta * F.mse_loss(z_flat, z_q_flat.detach())
-            # straight-through estimator: the value is exactly the code (adding z - z = 0 changes no bit),
-            # the gradient w.r.t. z_q is handed unchanged to z
-            z_q_flat = z_q_flat.detach() + (z_flat - z_flat.detach())
+        z_flat = z.permute(0, 2, 3, 1).reshape(B * h * w, D)                # (N, D), N = B*h*w
+        z_q_flat, indices, q_loss = quantize_rows(z_flat, self.codes, self.beta, self.l2_normalized)
         z_q = z_q_flat.reshape(B, h, w, D).permute(0, 3, 1, 2)             # (B, D, h, w)
         return z_q, indices.reshape(B, h, w), q_loss
