@@ -79,9 +79,13 @@ def weights(folder, name="last.pt"):
 
 
 def assert_close(a, b):
+    """Equal up to float rounding. The all-reduce sums the two halves' gradients in another order than one
+    process does, and Adam divides by the gradient's own scale, so a weight whose gradient is near zero can move
+    a few 1e-6 apart over two epochs (seen once: 2.9e-6). atol 1e-5 is still a thousandth of one Adam step at
+    the test's learning rate (1e-2): ranks that do not share their gradients end 1e-3 and more apart."""
     assert a.keys() == b.keys()
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6, msg=lambda m, k=k: f"{k}: {m}")
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
 
 
 def writes(setup, rank):
